@@ -1,0 +1,1061 @@
+//! The in-memory jar.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::{
+        Arc, Mutex, MutexGuard, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use bytes::Bytes;
+use http::HeaderValue;
+
+use super::{
+    CookieJar, JarStats, RejectReason,
+    host::{
+        BuildFxHasher, HostKey, HostQuery, default_path, domain_matches, parent_domains,
+        path_matches,
+    },
+    parse::{ParseError, parse_set_cookie},
+};
+use crate::RequestTarget;
+
+/// Default for [`MemoryJarBuilder::max_cookie_size`], in bytes of name plus
+/// value. RFC 6265 section 6.1 asks for at least 4096 bytes per cookie.
+pub const DEFAULT_MAX_COOKIE_SIZE: usize = 4096;
+/// Default for [`MemoryJarBuilder::max_cookies_per_domain`]. Chromium keeps
+/// 180 cookies per domain.
+pub const DEFAULT_MAX_COOKIES_PER_DOMAIN: usize = 180;
+/// Default for [`MemoryJarBuilder::max_cookies`]. Chromium keeps 3300 in all.
+pub const DEFAULT_MAX_COOKIES: usize = 3000;
+
+/// Views cache pre-rendered headers for this many distinct cookie sets per
+/// host. A host whose requests spread over more path-dependent sets renders
+/// some headers on the request path.
+const RENDERED_PER_VIEW: usize = 8;
+
+/// A view can cache headers for at most this many candidate cookies, one bit
+/// of a `u64` mask each.
+const MAX_CACHED_CANDIDATES: usize = 64;
+
+/// An in-memory cookie jar for one process, following RFC 6265.
+///
+/// Share it between clients by wrapping it in an [`Arc`]: `Arc<MemoryJar>`
+/// is a [`CookieJar`] too, and that is what [`StickyLayer::new`] creates.
+///
+/// # Behaviour
+///
+/// - Cookies are kept with the scope RFC 6265 gives them: host-only or
+///   `Domain`, path, `Secure` and expiry. `Max-Age` takes precedence over
+///   `Expires`. `Max-Age<=0` or a past `Expires` deletes the stored cookie.
+/// - A cookie replaces a stored one with the same name, domain, path and
+///   host-only flag, and keeps the replaced cookie's creation time, so its
+///   place in the `Cookie` header does not change.
+/// - The `Cookie` header lists longer paths first, then older cookies first.
+/// - Memory is bounded: see [`MemoryJarBuilder`] for the limits and their
+///   defaults. Past a limit, the least recently used cookie is evicted.
+///
+/// # Cost
+///
+/// A lookup probes the request's host in a hash map and, while any `Domain`
+/// cookie is stored, its parent domains. Its cost does not depend on how many
+/// other hosts the jar holds. The `Cookie` header is rendered when cookies
+/// are stored and cloned (a reference count) on each request.
+///
+/// [`StickyLayer::new`]: crate::StickyLayer::new
+pub struct MemoryJar {
+    state: Mutex<State>,
+    limits: Limits,
+}
+
+/// Builds a [`MemoryJar`] with limits other than the defaults.
+///
+/// ```
+/// use tower_sticky::MemoryJar;
+///
+/// let jar = MemoryJar::builder()
+///     .max_cookie_size(1024)
+///     .max_cookies_per_domain(20)
+///     .max_cookies(200)
+///     .build();
+/// assert!(jar.is_empty());
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct MemoryJarBuilder {
+    limits: Limits,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    max_cookie_size: usize,
+    max_cookies_per_domain: usize,
+    max_cookies: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_cookie_size: DEFAULT_MAX_COOKIE_SIZE,
+            max_cookies_per_domain: DEFAULT_MAX_COOKIES_PER_DOMAIN,
+            max_cookies: DEFAULT_MAX_COOKIES,
+        }
+    }
+}
+
+impl MemoryJarBuilder {
+    /// Sets the maximum size of one cookie, counted as the bytes of its name
+    /// plus its value. A larger cookie is rejected with
+    /// [`RejectReason::TooLarge`]. Defaults to 4096.
+    pub fn max_cookie_size(mut self, bytes: usize) -> Self {
+        self.limits.max_cookie_size = bytes;
+        self
+    }
+
+    /// Sets how many cookies one domain may hold. Storing one more evicts
+    /// the least recently used cookie of that domain. Defaults to 180.
+    ///
+    /// A host-only cookie counts against its host, a `Domain` cookie against
+    /// its `Domain`.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `count` is zero.
+    #[track_caller]
+    pub fn max_cookies_per_domain(mut self, count: usize) -> Self {
+        assert!(count > 0, "max_cookies_per_domain must be at least 1");
+        self.limits.max_cookies_per_domain = count;
+        self
+    }
+
+    /// Sets how many cookies the jar may hold in all. Storing one more
+    /// evicts the least recently used cookie of the whole jar. Defaults to
+    /// 3000.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `count` is zero.
+    #[track_caller]
+    pub fn max_cookies(mut self, count: usize) -> Self {
+        assert!(count > 0, "max_cookies must be at least 1");
+        self.limits.max_cookies = count;
+        self
+    }
+
+    /// Builds the jar.
+    pub fn build(self) -> MemoryJar {
+        MemoryJar {
+            state: Mutex::new(State::default()),
+            limits: self.limits,
+        }
+    }
+}
+
+impl Default for MemoryJar {
+    fn default() -> Self {
+        MemoryJar::new()
+    }
+}
+
+impl MemoryJar {
+    /// Creates an empty jar with the default limits.
+    pub fn new() -> Self {
+        MemoryJar::builder().build()
+    }
+
+    /// Returns a builder to set the jar's limits.
+    pub fn builder() -> MemoryJarBuilder {
+        MemoryJarBuilder {
+            limits: Limits::default(),
+        }
+    }
+
+    /// Returns a snapshot of the jar's counters.
+    pub fn stats(&self) -> JarStats {
+        let state = self.lock();
+        let mut stats = state.counters;
+        stats.cookies = state.cookie_count as u64;
+        stats
+    }
+
+    /// Returns how many cookies the jar holds, expired ones not yet purged
+    /// included.
+    pub fn len(&self) -> usize {
+        self.lock().cookie_count
+    }
+
+    /// Returns whether the jar holds no cookie.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Removes every cookie. The counters keep their values.
+    pub fn clear(&self) {
+        let mut state = self.lock();
+        state.nodes.clear();
+        state.cookie_count = 0;
+        state.domain_cookie_count = 0;
+        state.domain_generation += 1;
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Nothing panics while the lock is held, and a jar that did should
+        // keep serving requests rather than fail each one.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Stores `Set-Cookie` values as if received at `now_ms`.
+    pub(crate) fn store_at(
+        &self,
+        target: &RequestTarget<'_>,
+        set_cookie: &mut dyn Iterator<Item = &HeaderValue>,
+        now_ms: i64,
+    ) {
+        let mut state = self.lock();
+        let mut changed = false;
+        for value in set_cookie {
+            changed |= state.store_one(&self.limits, target, value.as_bytes(), now_ms);
+        }
+        if changed {
+            // Render the header for the host that set the cookies now, so
+            // that its next request only clones it.
+            state.rebuild_view(target.host());
+            state.prepare_header(target);
+        }
+    }
+
+    /// Returns the `Cookie` header for `target` as of `now_ms`.
+    pub(crate) fn cookie_header_at(
+        &self,
+        target: &RequestTarget<'_>,
+        now_ms: &mut dyn FnMut() -> i64,
+    ) -> Option<HeaderValue> {
+        self.lock().cookie_header(target, now_ms)
+    }
+}
+
+impl CookieJar for MemoryJar {
+    fn cookie_header(&self, target: &RequestTarget<'_>) -> Option<HeaderValue> {
+        self.cookie_header_at(target, &mut unix_time_ms)
+    }
+
+    fn store(&self, target: &RequestTarget<'_>, set_cookie: &mut dyn Iterator<Item = &HeaderValue>) {
+        self.store_at(target, set_cookie, unix_time_ms());
+    }
+}
+
+impl fmt::Debug for MemoryJar {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Cookie values are credentials, so only counts are shown.
+        let state = self.lock();
+        f.debug_struct("MemoryJar")
+            .field("cookies", &state.cookie_count)
+            .field("domains", &state.nodes.values().filter(|n| !n.cookies.is_empty()).count())
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Returns the current time in milliseconds since the Unix epoch.
+pub(crate) fn unix_time_ms() -> i64 {
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(elapsed) => i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX),
+        Err(before) => -i64::try_from(before.duration().as_millis()).unwrap_or(i64::MAX),
+    }
+}
+
+/// One stored cookie. Immutable once stored, except for its last-use tick:
+/// a replacement is a new value.
+pub(crate) struct StoredCookie {
+    /// `name=value`, exactly as the header would carry it.
+    pair: Box<[u8]>,
+    name_len: usize,
+    path: Box<[u8]>,
+    host_only: bool,
+    secure: bool,
+    #[allow(dead_code)]
+    http_only: bool,
+    /// `None` for a session cookie.
+    expires_ms: Option<i64>,
+    created_ms: i64,
+    /// Creation order, kept across replacements, for the header order.
+    sequence: u64,
+    /// Tick of the last store or replay, for least-recently-used eviction.
+    last_access: AtomicU64,
+}
+
+impl StoredCookie {
+    fn name(&self) -> &[u8] {
+        &self.pair[..self.name_len]
+    }
+
+    fn is_expired(&self, now_ms: i64) -> bool {
+        self.expires_ms.is_some_and(|expires| expires <= now_ms)
+    }
+
+    fn last_access(&self) -> u64 {
+        self.last_access.load(Ordering::Relaxed)
+    }
+}
+
+/// The cookies whose domain is one host or domain name, and the view of
+/// requests to that host.
+#[derive(Default)]
+struct Node {
+    cookies: Vec<Arc<StoredCookie>>,
+    /// Changes whenever `cookies` changes.
+    version: u64,
+    view: Option<View>,
+}
+
+/// Every cookie a request to one host could receive, sorted for the header,
+/// with the headers already rendered for the cookie sets seen so far.
+struct View {
+    node_version: u64,
+    domain_generation: u64,
+    candidates: Vec<Arc<StoredCookie>>,
+    min_expires_ms: Option<i64>,
+    /// Headers by the mask of candidates they contain.
+    rendered: Vec<(u64, HeaderValue)>,
+}
+
+impl View {
+    /// Returns the mask of candidates that a request to `target` receives,
+    /// or `None` when there are too many candidates for a mask.
+    fn mask(&self, target: &RequestTarget<'_>) -> Option<u64> {
+        if self.candidates.len() > MAX_CACHED_CANDIDATES {
+            return None;
+        }
+        let path = target.path().as_bytes();
+        let secure = target.is_secure();
+        let mut mask = 0u64;
+        for (index, cookie) in self.candidates.iter().enumerate() {
+            if (secure || !cookie.secure) && path_matches(path, &cookie.path) {
+                mask |= 1 << index;
+            }
+        }
+        Some(mask)
+    }
+
+    /// Returns the header for `mask`, rendering and caching it on a miss.
+    fn header_for_mask(&mut self, mask: u64) -> HeaderValue {
+        if let Some((_, value)) = self.rendered.iter().find(|(cached, _)| *cached == mask) {
+            return value.clone();
+        }
+        let value = render(
+            self.candidates
+                .iter()
+                .enumerate()
+                .filter(|(index, _)| mask & (1 << index) != 0)
+                .map(|(_, cookie)| &**cookie),
+        );
+        if self.rendered.len() >= RENDERED_PER_VIEW {
+            self.rendered.remove(0);
+        }
+        self.rendered.push((mask, value.clone()));
+        value
+    }
+
+    /// Returns the header for `target` and marks its cookies as used.
+    fn header(&mut self, target: &RequestTarget<'_>, tick: u64) -> Option<HeaderValue> {
+        let Some(mask) = self.mask(target) else {
+            return self.render_uncached(target, tick);
+        };
+        if mask == 0 {
+            return None;
+        }
+        for (index, cookie) in self.candidates.iter().enumerate() {
+            if mask & (1 << index) != 0 {
+                cookie.last_access.store(tick, Ordering::Relaxed);
+            }
+        }
+        Some(self.header_for_mask(mask))
+    }
+
+    // NOTE: a host with more than 64 candidate cookies renders its header on
+    // every request, which allocates.
+    fn render_uncached(&self, target: &RequestTarget<'_>, tick: u64) -> Option<HeaderValue> {
+        let path = target.path().as_bytes();
+        let secure = target.is_secure();
+        let mut matching = self
+            .candidates
+            .iter()
+            .filter(|cookie| (secure || !cookie.secure) && path_matches(path, &cookie.path))
+            .peekable();
+        matching.peek()?;
+        let value = render(matching.map(|cookie| {
+            cookie.last_access.store(tick, Ordering::Relaxed);
+            &**cookie
+        }));
+        Some(value)
+    }
+}
+
+/// Joins cookies into one `Cookie` header value, marked sensitive.
+fn render<'a>(cookies: impl Iterator<Item = &'a StoredCookie>) -> HeaderValue {
+    let mut buffer = Vec::with_capacity(64);
+    for cookie in cookies {
+        if !buffer.is_empty() {
+            buffer.extend_from_slice(b"; ");
+        }
+        buffer.extend_from_slice(&cookie.pair);
+    }
+    let bytes = Bytes::from(buffer);
+    // Cloning a `Bytes` built from a `Vec` moves it into shared storage once,
+    // which allocates. Doing it here keeps that allocation off the request
+    // path, where the cached value is cloned.
+    let _ = bytes.clone();
+    // The parser rejected control characters, and `"; "` and the bytes of a
+    // header value are valid, so this never fails.
+    let mut value = HeaderValue::from_maybe_shared(bytes)
+        .unwrap_or_else(|_| HeaderValue::from_static(""));
+    value.set_sensitive(true);
+    value
+}
+
+#[derive(Default)]
+struct State {
+    nodes: HashMap<HostKey, Node, BuildFxHasher>,
+    cookie_count: usize,
+    domain_cookie_count: usize,
+    /// Changes whenever a `Domain` cookie changes anywhere, because that can
+    /// change the view of any host below it.
+    domain_generation: u64,
+    /// Source of node versions.
+    version_counter: u64,
+    next_sequence: u64,
+    tick: u64,
+    counters: JarStats,
+    /// Whether a warning was logged for each rejection reason. Later
+    /// rejections for the same reason log at debug level.
+    warned: [bool; RejectReason::ALL.len()],
+    warned_eviction: bool,
+}
+
+impl State {
+    fn next_version(&mut self) -> u64 {
+        self.version_counter += 1;
+        self.version_counter
+    }
+
+    fn next_tick(&mut self) -> u64 {
+        self.tick += 1;
+        self.tick
+    }
+
+    fn cookie_header(
+        &mut self,
+        target: &RequestTarget<'_>,
+        now_ms: &mut dyn FnMut() -> i64,
+    ) -> Option<HeaderValue> {
+        if self.cookie_count == 0 {
+            return None;
+        }
+        let host = target.host();
+        let tick = self.next_tick();
+        let generation = self.domain_generation;
+
+        // Fast path: a current view with nothing expired.
+        match self.nodes.get_mut(HostQuery::new(host)) {
+            Some(node) => {
+                let version = node.version;
+                if let Some(view) = node.view.as_mut() {
+                    let current =
+                        view.node_version == version && view.domain_generation == generation;
+                    if current && view.min_expires_ms.is_none_or(|min| now_ms() < min) {
+                        let header = view.header(target, tick);
+                        self.counters.replayed += u64::from(header.is_some());
+                        return header;
+                    }
+                }
+            }
+            None if self.domain_cookie_count == 0 => return None,
+            None => {}
+        }
+
+        self.rebuild_view(host);
+        let needs_purge = self
+            .view(host)
+            .and_then(|view| view.min_expires_ms)
+            .is_some_and(|min| now_ms() >= min);
+        if needs_purge {
+            self.purge_expired_for(host, now_ms());
+            self.rebuild_view(host);
+        }
+        let header = self.view_mut(host)?.header(target, tick);
+        self.counters.replayed += u64::from(header.is_some());
+        header
+    }
+
+    fn view(&self, host: &str) -> Option<&View> {
+        self.nodes.get(HostQuery::new(host))?.view.as_ref()
+    }
+
+    fn view_mut(&mut self, host: &str) -> Option<&mut View> {
+        self.nodes.get_mut(HostQuery::new(host))?.view.as_mut()
+    }
+
+    /// Caches the header for `target` in its host's view without counting a
+    /// use.
+    fn prepare_header(&mut self, target: &RequestTarget<'_>) {
+        if let Some(view) = self.view_mut(target.host()) {
+            if let Some(mask) = view.mask(target).filter(|&mask| mask != 0) {
+                view.header_for_mask(mask);
+            }
+        }
+    }
+
+    /// Collects the candidates of `host` into a fresh view.
+    fn rebuild_view(&mut self, host: &str) {
+        let mut candidates = Vec::new();
+        if let Some(node) = self.nodes.get(HostQuery::new(host)) {
+            candidates.extend(node.cookies.iter().cloned());
+        }
+        if self.domain_cookie_count > 0 {
+            for parent in parent_domains(host) {
+                if let Some(node) = self.nodes.get(HostQuery::new(parent)) {
+                    let domain_cookies = node.cookies.iter().filter(|cookie| !cookie.host_only);
+                    candidates.extend(domain_cookies.cloned());
+                }
+            }
+        }
+        candidates.sort_by(|a, b| {
+            b.path
+                .len()
+                .cmp(&a.path.len())
+                .then(a.sequence.cmp(&b.sequence))
+        });
+        let min_expires_ms = candidates.iter().filter_map(|cookie| cookie.expires_ms).min();
+
+        if !self.nodes.contains_key(HostQuery::new(host)) {
+            self.drop_idle_views();
+            self.nodes.insert(HostKey::new(host), Node::default());
+        }
+        let generation = self.domain_generation;
+        let node = self
+            .nodes
+            .get_mut(HostQuery::new(host))
+            .expect("node inserted above");
+        node.view = Some(View {
+            node_version: node.version,
+            domain_generation: generation,
+            candidates,
+            min_expires_ms,
+            rendered: Vec::new(),
+        });
+    }
+
+    /// Drops nodes that hold only a view, once there are many of them, so
+    /// that requests to ever new hosts cannot grow the jar.
+    fn drop_idle_views(&mut self) {
+        const MAX_IDLE_NODES: usize = 4096;
+        if self.nodes.len() >= self.cookie_count + MAX_IDLE_NODES {
+            self.nodes.retain(|_, node| !node.cookies.is_empty());
+        }
+    }
+
+    /// Removes the expired cookies of `host` and of its parent domains.
+    fn purge_expired_for(&mut self, host: &str, now_ms: i64) {
+        let parents: Vec<&str> = parent_domains(host).collect();
+        for name in std::iter::once(host).chain(parents) {
+            self.purge_expired_in(name, now_ms);
+        }
+    }
+
+    fn purge_expired_in(&mut self, name: &str, now_ms: i64) {
+        let Some(node) = self.nodes.get_mut(HostQuery::new(name)) else {
+            return;
+        };
+        let before = node.cookies.len();
+        let mut removed_domain_cookies = 0;
+        node.cookies.retain(|cookie| {
+            let keep = !cookie.is_expired(now_ms);
+            if !keep && !cookie.host_only {
+                removed_domain_cookies += 1;
+            }
+            keep
+        });
+        let removed = before - node.cookies.len();
+        if removed == 0 {
+            return;
+        }
+        self.version_counter += 1;
+        node.version = self.version_counter;
+        self.cookie_count -= removed;
+        self.domain_cookie_count -= removed_domain_cookies;
+        if removed_domain_cookies > 0 {
+            self.domain_generation += 1;
+        }
+        self.counters.expired += removed as u64;
+    }
+
+    /// Applies one `Set-Cookie` value (RFC 6265 section 5.3). Returns whether
+    /// the jar changed.
+    fn store_one(
+        &mut self,
+        limits: &Limits,
+        target: &RequestTarget<'_>,
+        header: &[u8],
+        now_ms: i64,
+    ) -> bool {
+        let host = target.host();
+        let parsed = match parse_set_cookie(header) {
+            Ok(parsed) => parsed,
+            Err(error) => {
+                let reason = match error {
+                    ParseError::MissingEquals => RejectReason::MissingEquals,
+                    ParseError::EmptyName => RejectReason::EmptyName,
+                    ParseError::ControlCharacter => RejectReason::ControlCharacter,
+                };
+                // Without a valid name-value pair, any part of the header
+                // could be a secret, so nothing of it is logged.
+                self.reject(reason, None, host, &error);
+                return false;
+            }
+        };
+
+        if parsed.name.len() + parsed.value.len() > limits.max_cookie_size {
+            let size = parsed.name.len() + parsed.value.len();
+            self.reject(
+                RejectReason::TooLarge,
+                Some(parsed.name),
+                host,
+                &format_args!("{size} bytes is over the limit of {}", limits.max_cookie_size),
+            );
+            return false;
+        }
+
+        let (domain, host_only) = match parsed.domain {
+            Some(domain) if !domain.is_empty() => {
+                let domain = std::str::from_utf8(domain).ok().filter(|domain| {
+                    domain_matches(host, domain)
+                });
+                match domain {
+                    Some(domain) => (domain, false),
+                    None => {
+                        self.reject(
+                            RejectReason::DomainMismatch,
+                            Some(parsed.name),
+                            host,
+                            &"the Domain attribute does not cover the request host",
+                        );
+                        return false;
+                    }
+                }
+            }
+            _ => (host, true),
+        };
+
+        let path = parsed
+            .path
+            .unwrap_or_else(|| default_path(target.path()).as_bytes());
+        let expires_ms = match parsed.max_age {
+            Some(seconds) if seconds <= 0 => Some(i64::MIN),
+            Some(seconds) => Some(now_ms.saturating_add(seconds.saturating_mul(1000))),
+            None => parsed.expires_ms,
+        };
+        let expired = expires_ms.is_some_and(|expires| expires <= now_ms);
+
+        let existing = self.nodes.get(HostQuery::new(domain)).and_then(|node| {
+            node.cookies.iter().position(|cookie| {
+                cookie.name() == parsed.name && *cookie.path == *path && cookie.host_only == host_only
+            })
+        });
+
+        if expired {
+            // A cookie that arrives expired deletes its stored twin and is
+            // not stored itself.
+            let Some(index) = existing else {
+                return false;
+            };
+            self.remove_at(domain, index);
+            self.counters.deleted += 1;
+            return true;
+        }
+
+        let tick = self.next_tick();
+        let (sequence, created_ms) = match existing {
+            Some(index) => {
+                let old = &self.nodes[HostQuery::new(domain)].cookies[index];
+                (old.sequence, old.created_ms)
+            }
+            None => {
+                self.next_sequence += 1;
+                (self.next_sequence, now_ms)
+            }
+        };
+        let mut pair = Vec::with_capacity(parsed.name.len() + 1 + parsed.value.len());
+        pair.extend_from_slice(parsed.name);
+        pair.push(b'=');
+        pair.extend_from_slice(parsed.value);
+        let cookie = Arc::new(StoredCookie {
+            pair: pair.into_boxed_slice(),
+            name_len: parsed.name.len(),
+            path: path.into(),
+            host_only,
+            secure: parsed.secure,
+            http_only: parsed.http_only,
+            expires_ms,
+            created_ms,
+            sequence,
+            last_access: AtomicU64::new(tick),
+        });
+
+        if !self.nodes.contains_key(HostQuery::new(domain)) {
+            self.nodes.insert(HostKey::new(domain), Node::default());
+        }
+        let version = self.next_version();
+        let node = self
+            .nodes
+            .get_mut(HostQuery::new(domain))
+            .expect("node inserted above");
+        node.version = version;
+        match existing {
+            Some(index) => {
+                node.cookies[index] = cookie;
+                self.counters.replaced += 1;
+            }
+            None => {
+                node.cookies.push(cookie);
+                self.cookie_count += 1;
+                self.counters.stored += 1;
+                if !host_only {
+                    self.domain_cookie_count += 1;
+                }
+            }
+        }
+        if !host_only {
+            self.domain_generation += 1;
+        }
+
+        if existing.is_none() {
+            self.enforce_limits(limits, domain, now_ms);
+        }
+        true
+    }
+
+    fn remove_at(&mut self, domain: &str, index: usize) -> Arc<StoredCookie> {
+        let version = self.next_version();
+        let node = self
+            .nodes
+            .get_mut(HostQuery::new(domain))
+            .expect("caller found the cookie in this node");
+        let cookie = node.cookies.remove(index);
+        node.version = version;
+        self.cookie_count -= 1;
+        if !cookie.host_only {
+            self.domain_cookie_count -= 1;
+            self.domain_generation += 1;
+        }
+        cookie
+    }
+
+    /// Evicts least recently used cookies until `domain` and the whole jar
+    /// are within their limits.
+    fn enforce_limits(&mut self, limits: &Limits, domain: &str, now_ms: i64) {
+        let over_domain = self
+            .nodes
+            .get(HostQuery::new(domain))
+            .is_some_and(|node| node.cookies.len() > limits.max_cookies_per_domain);
+        if over_domain {
+            self.purge_expired_in(domain, now_ms);
+        }
+        while let Some(node) = self.nodes.get(HostQuery::new(domain)) {
+            if node.cookies.len() <= limits.max_cookies_per_domain {
+                break;
+            }
+            let index = least_recently_used(&node.cookies).expect("node is over its limit");
+            let cookie = self.remove_at(domain, index);
+            self.note_eviction(&cookie, domain, "the domain is over its cookie limit");
+        }
+
+        if self.cookie_count > limits.max_cookies {
+            let names: Vec<HostKey> = self.nodes.keys().cloned().collect();
+            for name in &names {
+                self.purge_expired_in(name.as_str(), now_ms);
+            }
+        }
+        while self.cookie_count > limits.max_cookies {
+            let oldest = self
+                .nodes
+                .iter()
+                .filter_map(|(name, node)| {
+                    let index = least_recently_used(&node.cookies)?;
+                    let cookie = &node.cookies[index];
+                    Some(((cookie.last_access(), cookie.sequence), name.clone(), index))
+                })
+                .min_by_key(|(rank, _, _)| *rank);
+            let Some((_, name, index)) = oldest else {
+                break;
+            };
+            let cookie = self.remove_at(name.as_str(), index);
+            self.note_eviction(&cookie, name.as_str(), "the jar is over its cookie limit");
+        }
+    }
+
+    fn note_eviction(&mut self, cookie: &StoredCookie, domain: &str, why: &str) {
+        self.counters.evicted += 1;
+        let name = LogName(cookie.name());
+        if std::mem::replace(&mut self.warned_eviction, true) {
+            tracing::debug!(cookie.name = %name, cookie.domain = domain, "evicted cookie: {why}");
+        } else {
+            tracing::warn!(
+                cookie.name = %name,
+                cookie.domain = domain,
+                "evicted cookie: {why}; later evictions log at debug level"
+            );
+        }
+    }
+
+    fn reject(
+        &mut self,
+        reason: RejectReason,
+        name: Option<&[u8]>,
+        host: &str,
+        detail: &dyn fmt::Display,
+    ) {
+        self.counters.rejected[reason.index()] += 1;
+        let name = name.map(LogName);
+        let first = !std::mem::replace(&mut self.warned[reason.index()], true);
+        if first {
+            tracing::warn!(
+                cookie.name = name.as_ref().map(tracing::field::display),
+                request.host = host,
+                reason = reason.as_str(),
+                "skipped Set-Cookie: {detail}; later ones for this reason log at debug level"
+            );
+        } else {
+            tracing::debug!(
+                cookie.name = name.as_ref().map(tracing::field::display),
+                request.host = host,
+                reason = reason.as_str(),
+                "skipped Set-Cookie: {detail}"
+            );
+        }
+    }
+}
+
+fn least_recently_used(cookies: &[Arc<StoredCookie>]) -> Option<usize> {
+    cookies
+        .iter()
+        .enumerate()
+        .min_by_key(|(_, cookie)| (cookie.last_access(), cookie.sequence))
+        .map(|(index, _)| index)
+}
+
+/// A cookie name for logs: escaped, and cut after 64 bytes so a hostile
+/// server cannot flood the log through it.
+struct LogName<'a>(&'a [u8]);
+
+impl fmt::Display for LogName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const MAX: usize = 64;
+        let shown = &self.0[..self.0.len().min(MAX)];
+        write!(f, "{}", shown.escape_ascii())?;
+        if self.0.len() > MAX {
+            write!(f, "... ({} bytes)", self.0.len())?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000_000;
+
+    fn target(url_host: &str, path: &str, secure: bool) -> RequestTarget<'static> {
+        let host: &'static str = Box::leak(url_host.to_owned().into_boxed_str());
+        let path: &'static str = Box::leak(path.to_owned().into_boxed_str());
+        RequestTarget::new(host, path, secure)
+    }
+
+    fn store(jar: &MemoryJar, target: &RequestTarget<'_>, lines: &[&str], now_ms: i64) {
+        let values: Vec<HeaderValue> = lines
+            .iter()
+            .map(|line| HeaderValue::from_bytes(line.as_bytes()).expect("valid header"))
+            .collect();
+        jar.store_at(target, &mut values.iter(), now_ms);
+    }
+
+    fn header(jar: &MemoryJar, target: &RequestTarget<'_>, now_ms: i64) -> Option<String> {
+        jar.cookie_header_at(target, &mut || now_ms)
+            .map(|value| String::from_utf8(value.as_bytes().to_vec()).expect("utf-8 header"))
+    }
+
+    #[test]
+    fn empty_jar_returns_none() {
+        let jar = MemoryJar::new();
+        assert_eq!(header(&jar, &target("a.test", "/", false), NOW), None);
+    }
+
+    #[test]
+    fn stored_cookie_replayed_sensitive() {
+        let jar = MemoryJar::new();
+        let site = target("a.test", "/", false);
+        store(&jar, &site, &["AWSALB=abc; Path=/"], NOW);
+        let value = jar.cookie_header_at(&site, &mut || NOW).expect("header");
+        assert_eq!(value.as_bytes(), b"AWSALB=abc");
+        assert!(value.is_sensitive());
+    }
+
+    #[test]
+    fn rotation_replaces_value() {
+        let jar = MemoryJar::new();
+        let site = target("a.test", "/", false);
+        store(&jar, &site, &["AWSALB=one; Path=/"], NOW);
+        store(&jar, &site, &["AWSALB=two; Path=/"], NOW);
+        assert_eq!(header(&jar, &site, NOW).as_deref(), Some("AWSALB=two"));
+        let stats = jar.stats();
+        assert_eq!(stats.stored, 1);
+        assert_eq!(stats.replaced, 1);
+        assert_eq!(stats.cookies, 1);
+    }
+
+    #[test]
+    fn host_only_and_domain_cookie_coexist() {
+        let jar = MemoryJar::new();
+        let site = target("example.test", "/", false);
+        store(&jar, &site, &["id=host", "id=domain; Domain=example.test"], NOW);
+        assert_eq!(header(&jar, &site, NOW).as_deref(), Some("id=host; id=domain"));
+        let child = target("www.example.test", "/", false);
+        assert_eq!(header(&jar, &child, NOW).as_deref(), Some("id=domain"));
+    }
+
+    #[test]
+    fn max_age_expires_later() {
+        let jar = MemoryJar::new();
+        let site = target("a.test", "/", false);
+        store(&jar, &site, &["a=1; Max-Age=10"], NOW);
+        assert_eq!(header(&jar, &site, NOW + 9_999).as_deref(), Some("a=1"));
+        assert_eq!(header(&jar, &site, NOW + 10_000), None);
+        assert_eq!(jar.stats().expired, 1);
+        assert!(jar.is_empty());
+    }
+
+    #[test]
+    fn domain_cookie_expiry_seen_from_subdomain() {
+        let jar = MemoryJar::new();
+        let parent = target("example.test", "/", false);
+        store(&jar, &parent, &["a=1; Domain=example.test; Max-Age=5"], NOW);
+        let child = target("api.example.test", "/", false);
+        assert_eq!(header(&jar, &child, NOW).as_deref(), Some("a=1"));
+        assert_eq!(header(&jar, &child, NOW + 5_000), None);
+        assert_eq!(header(&jar, &parent, NOW + 5_000), None);
+    }
+
+    #[test]
+    fn max_age_beats_expires() {
+        let jar = MemoryJar::new();
+        let site = target("a.test", "/", false);
+        store(&jar, &site, &["a=1; Expires=Thu, 01 Jan 1970 00:00:01 GMT; Max-Age=60"], NOW);
+        assert_eq!(header(&jar, &site, NOW).as_deref(), Some("a=1"));
+    }
+
+    #[test]
+    fn secure_only_over_https() {
+        let jar = MemoryJar::new();
+        store(&jar, &target("a.test", "/", true), &["s=1; Secure", "p=2"], NOW);
+        assert_eq!(header(&jar, &target("a.test", "/", false), NOW).as_deref(), Some("p=2"));
+        assert_eq!(header(&jar, &target("a.test", "/", true), NOW).as_deref(), Some("s=1; p=2"));
+    }
+
+    #[test]
+    fn path_scoped_headers_cached_per_set() {
+        let jar = MemoryJar::new();
+        let site = target("a.test", "/", false);
+        store(&jar, &site, &["root=1; Path=/", "api=2; Path=/api"], NOW);
+        assert_eq!(header(&jar, &target("a.test", "/api/x", false), NOW).as_deref(), Some("api=2; root=1"));
+        assert_eq!(header(&jar, &target("a.test", "/web", false), NOW).as_deref(), Some("root=1"));
+        assert_eq!(header(&jar, &target("a.test", "/api", false), NOW).as_deref(), Some("api=2; root=1"));
+    }
+
+    #[test]
+    fn rejections_counted_by_reason() {
+        let jar = MemoryJar::new();
+        let site = target("a.example", "/", false);
+        store(
+            &jar,
+            &site,
+            &["novalue", "=x", "a=b; Domain=other.example", "ok=1"],
+            NOW,
+        );
+        let stats = jar.stats();
+        assert_eq!(stats.rejected(RejectReason::MissingEquals), 1);
+        assert_eq!(stats.rejected(RejectReason::EmptyName), 1);
+        assert_eq!(stats.rejected(RejectReason::DomainMismatch), 1);
+        assert_eq!(stats.rejected_total(), 3);
+        assert_eq!(stats.stored, 1);
+    }
+
+    #[test]
+    fn oversized_cookie_rejected() {
+        let jar = MemoryJar::builder().max_cookie_size(8).build();
+        let site = target("a.test", "/", false);
+        store(&jar, &site, &["name=12345", "name=123"], NOW);
+        assert_eq!(jar.stats().rejected(RejectReason::TooLarge), 1);
+        assert_eq!(header(&jar, &site, NOW).as_deref(), Some("name=123"));
+    }
+
+    #[test]
+    fn per_domain_limit_evicts_least_recently_used() {
+        let jar = MemoryJar::builder().max_cookies_per_domain(2).build();
+        let site = target("a.test", "/", false);
+        store(&jar, &site, &["a=1", "b=2"], NOW);
+        // Using `a` makes `b` the least recently used.
+        assert_eq!(header(&jar, &site, NOW).as_deref(), Some("a=1; b=2"));
+        store(&jar, &site, &["a=1"], NOW);
+        store(&jar, &site, &["c=3"], NOW);
+        assert_eq!(header(&jar, &site, NOW).as_deref(), Some("a=1; c=3"));
+        assert_eq!(jar.stats().evicted, 1);
+        assert_eq!(jar.len(), 2);
+    }
+
+    #[test]
+    fn total_limit_evicts_across_domains() {
+        let jar = MemoryJar::builder().max_cookies(2).build();
+        store(&jar, &target("one.test", "/", false), &["a=1"], NOW);
+        store(&jar, &target("two.test", "/", false), &["b=2"], NOW);
+        store(&jar, &target("three.test", "/", false), &["c=3"], NOW);
+        assert_eq!(jar.len(), 2);
+        assert_eq!(header(&jar, &target("one.test", "/", false), NOW), None);
+        assert_eq!(header(&jar, &target("three.test", "/", false), NOW).as_deref(), Some("c=3"));
+        assert_eq!(jar.stats().evicted, 1);
+    }
+
+    #[test]
+    fn many_hosts_do_not_leak_views() {
+        let jar = MemoryJar::new();
+        store(&jar, &target("example.test", "/", false), &["a=1; Domain=example.test"], NOW);
+        for index in 0..10_000 {
+            let host = format!("h{index}.example.test");
+            let site = RequestTarget::new(&host, "/", false);
+            assert_eq!(header(&jar, &site, NOW).as_deref(), Some("a=1"));
+        }
+        let nodes = jar.lock().nodes.len();
+        assert!(nodes <= 4097 + 1, "{nodes} nodes held");
+    }
+
+    #[test]
+    fn debug_shows_no_values() {
+        let jar = MemoryJar::new();
+        store(&jar, &target("a.test", "/", false), &["session=s3cr3t"], NOW);
+        let shown = format!("{jar:?}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(shown.contains("cookies: 1"), "{shown}");
+    }
+
+    #[test]
+    fn clear_empties_jar() {
+        let jar = MemoryJar::new();
+        let site = target("a.test", "/", false);
+        store(&jar, &site, &["a=1", "b=2; Domain=a.test"], NOW);
+        jar.clear();
+        assert!(jar.is_empty());
+        assert_eq!(header(&jar, &site, NOW), None);
+    }
+}

@@ -1,0 +1,121 @@
+//! Counters that show what a jar did with the cookies it was given.
+
+use std::fmt;
+
+/// Why a jar did not store a `Set-Cookie` value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RejectReason {
+    /// The name-value pair has no `=`, so RFC 6265 ignores the whole value.
+    MissingEquals,
+    /// The cookie name is empty. RFC 6265 ignores such cookies, although
+    /// RFC 6265bis and current browsers keep them.
+    EmptyName,
+    /// The name or value contains a control character (other than tab) that
+    /// would make the next request's `Cookie` header invalid.
+    ControlCharacter,
+    /// The `Domain` attribute does not domain-match the host that sent the
+    /// cookie, so the server tried to set a cookie for another site.
+    DomainMismatch,
+    /// The `Domain` attribute names a public suffix such as `com` or `co.uk`.
+    PublicSuffix,
+    /// Name and value together are longer than the jar's limit for one
+    /// cookie.
+    TooLarge,
+    /// A name filter of the jar does not accept the cookie.
+    Filtered,
+}
+
+impl RejectReason {
+    /// Every reason, in the order of their counters.
+    pub const ALL: [RejectReason; 7] = [
+        RejectReason::MissingEquals,
+        RejectReason::EmptyName,
+        RejectReason::ControlCharacter,
+        RejectReason::DomainMismatch,
+        RejectReason::PublicSuffix,
+        RejectReason::TooLarge,
+        RejectReason::Filtered,
+    ];
+
+    /// Returns a short, stable, snake_case name for logs and metrics.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::MissingEquals => "missing_equals",
+            RejectReason::EmptyName => "empty_name",
+            RejectReason::ControlCharacter => "control_character",
+            RejectReason::DomainMismatch => "domain_mismatch",
+            RejectReason::PublicSuffix => "public_suffix",
+            RejectReason::TooLarge => "too_large",
+            RejectReason::Filtered => "filtered",
+        }
+    }
+
+    pub(crate) const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A snapshot of a jar's counters, from [`MemoryJar::stats`](crate::MemoryJar::stats).
+///
+/// Every counter starts at zero when the jar is created and only grows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct JarStats {
+    /// Cookies stored that were not in the jar before.
+    pub stored: u64,
+    /// Cookies that replaced a stored cookie with the same name, domain and
+    /// path (an AWS ALB does this on every response).
+    pub replaced: u64,
+    /// Stored cookies that a server deleted with `Max-Age<=0` or a past
+    /// `Expires`.
+    pub deleted: u64,
+    /// Stored cookies removed because their expiry time passed.
+    pub expired: u64,
+    /// Stored cookies removed to keep the jar within its size limits.
+    pub evicted: u64,
+    /// Requests that received a `Cookie` header from the jar.
+    pub replayed: u64,
+    /// Cookies held right now.
+    pub cookies: u64,
+    pub(crate) rejected: [u64; RejectReason::ALL.len()],
+}
+
+impl JarStats {
+    /// Returns how many `Set-Cookie` values were rejected for `reason`.
+    pub fn rejected(&self, reason: RejectReason) -> u64 {
+        self.rejected[reason.index()]
+    }
+
+    /// Returns how many `Set-Cookie` values were rejected for any reason.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.iter().sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reason_indexes_follow_all() {
+        for (position, reason) in RejectReason::ALL.iter().enumerate() {
+            assert_eq!(reason.index(), position, "{reason}");
+        }
+    }
+
+    #[test]
+    fn rejected_total_sums_reasons() {
+        let mut stats = JarStats::default();
+        stats.rejected[RejectReason::EmptyName.index()] = 2;
+        stats.rejected[RejectReason::TooLarge.index()] = 3;
+        assert_eq!(stats.rejected(RejectReason::EmptyName), 2);
+        assert_eq!(stats.rejected_total(), 5);
+    }
+}
