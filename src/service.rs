@@ -8,7 +8,9 @@ use std::{
 use http::{HeaderMap, HeaderValue, Request, Response, header::COOKIE};
 use tower_service::Service;
 
-use crate::{CookieJar, MemoryJar, RequestTarget, StickyLayer, future::OwnedTarget, ResponseFuture};
+use crate::{
+    CookieJar, MemoryJar, RequestTarget, ResponseFuture, StickyLayer, future::OwnedTarget,
+};
 
 /// Middleware that keeps an HTTP client on one backend behind a sticky load
 /// balancer.
@@ -132,7 +134,10 @@ fn add_cookie_header(headers: &mut HeaderMap, stored: HeaderValue) {
             sent_names.push(name_of(pair));
         }
     }
-    let mut sensitive = headers.get_all(COOKIE).iter().any(HeaderValue::is_sensitive);
+    let mut sensitive = headers
+        .get_all(COOKIE)
+        .iter()
+        .any(HeaderValue::is_sensitive);
     for pair in stored.as_bytes().split(|&b| b == b';') {
         let pair = pair.trim_ascii();
         if pair.is_empty() || sent_names.contains(&name_of(pair)) {
@@ -189,7 +194,10 @@ mod tests {
         let record = Arc::clone(&seen);
         let service = service_fn(move |request: Request<()>| {
             let cookies: Vec<_> = request.headers().get_all(COOKIE).iter().cloned().collect();
-            assert!(cookies.len() <= 1, "more than one Cookie header: {cookies:?}");
+            assert!(
+                cookies.len() <= 1,
+                "more than one Cookie header: {cookies:?}"
+            );
             record.lock().unwrap().push(cookies.into_iter().next());
             let mut response = Response::new(());
             for line in set_cookie {
@@ -210,8 +218,20 @@ mod tests {
     async fn replays_cookie_on_next_request() {
         let (inner, seen) = recording(&["AWSALB=abc; Path=/"]);
         let mut service = Sticky::new(inner);
-        service.ready().await.unwrap().call(get("http://lb.test/a")).await.unwrap();
-        service.ready().await.unwrap().call(get("http://lb.test/b")).await.unwrap();
+        service
+            .ready()
+            .await
+            .unwrap()
+            .call(get("http://lb.test/a"))
+            .await
+            .unwrap();
+        service
+            .ready()
+            .await
+            .unwrap()
+            .call(get("http://lb.test/b"))
+            .await
+            .unwrap();
         let seen = seen.lock().unwrap();
         assert_eq!(seen[0], None);
         assert_eq!(seen[1].as_ref().unwrap(), "AWSALB=abc");
@@ -238,7 +258,13 @@ mod tests {
     async fn caller_cookie_kept_and_wins() {
         let (inner, seen) = recording(&["a=stored", "b=stored"]);
         let mut service = Sticky::new(inner);
-        service.ready().await.unwrap().call(get("http://lb.test/")).await.unwrap();
+        service
+            .ready()
+            .await
+            .unwrap()
+            .call(get("http://lb.test/"))
+            .await
+            .unwrap();
         let request = Request::get("http://lb.test/")
             .header(COOKIE, "a=caller")
             .body(())
@@ -253,14 +279,23 @@ mod tests {
     async fn multiple_caller_cookie_headers_become_one() {
         let (inner, seen) = recording(&["c=stored"]);
         let mut service = Sticky::new(inner);
-        service.ready().await.unwrap().call(get("http://lb.test/")).await.unwrap();
+        service
+            .ready()
+            .await
+            .unwrap()
+            .call(get("http://lb.test/"))
+            .await
+            .unwrap();
         let request = Request::get("http://lb.test/")
             .header(COOKIE, "a=1")
             .header(COOKIE, "b=2")
             .body(())
             .unwrap();
         service.ready().await.unwrap().call(request).await.unwrap();
-        assert_eq!(seen.lock().unwrap()[1].as_ref().unwrap(), "a=1; b=2; c=stored");
+        assert_eq!(
+            seen.lock().unwrap()[1].as_ref().unwrap(),
+            "a=1; b=2; c=stored"
+        );
     }
 
     #[tokio::test]
@@ -297,7 +332,13 @@ mod tests {
         let jar = Arc::clone(service.jar());
         let mut service = service;
         for _ in 0..2 {
-            service.ready().await.unwrap().call(get("/no-host")).await.unwrap();
+            service
+                .ready()
+                .await
+                .unwrap()
+                .call(get("/no-host"))
+                .await
+                .unwrap();
         }
         assert_eq!(seen.lock().unwrap()[1], None);
         assert!(jar.is_empty());
@@ -307,8 +348,20 @@ mod tests {
     async fn cookies_stay_on_their_host() {
         let (inner, seen) = recording(&["SRV=a"]);
         let mut service = Sticky::new(inner);
-        service.ready().await.unwrap().call(get("http://a.test/")).await.unwrap();
-        service.ready().await.unwrap().call(get("http://b.test/")).await.unwrap();
+        service
+            .ready()
+            .await
+            .unwrap()
+            .call(get("http://a.test/"))
+            .await
+            .unwrap();
+        service
+            .ready()
+            .await
+            .unwrap()
+            .call(get("http://b.test/"))
+            .await
+            .unwrap();
         assert_eq!(seen.lock().unwrap()[1], None);
     }
 

@@ -132,7 +132,8 @@ pub(super) fn domain_matches(host: &str, domain: &str) -> bool {
         return false;
     }
     let split = host.len() - domain.len();
-    host.as_bytes()[split - 1] == b'.' && host.as_bytes()[split..].eq_ignore_ascii_case(domain.as_bytes())
+    host.as_bytes()[split - 1] == b'.'
+        && host.as_bytes()[split..].eq_ignore_ascii_case(domain.as_bytes())
 }
 
 /// Yields the parent domains of `host`, nearest first: `a.b.c` gives `b.c`
@@ -159,7 +160,11 @@ pub(super) fn default_path(request_path: &str) -> &str {
 /// Path matching of RFC 6265 section 5.1.4.
 #[inline]
 pub(super) fn path_matches(request_path: &[u8], cookie_path: &[u8]) -> bool {
-    let request_path = if request_path.is_empty() { b"/" } else { request_path };
+    let request_path = if request_path.is_empty() {
+        b"/"
+    } else {
+        request_path
+    };
     match request_path.strip_prefix(cookie_path) {
         None => false,
         Some([]) => true,

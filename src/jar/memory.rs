@@ -7,14 +7,17 @@ use std::{
         Arc, Mutex, MutexGuard, PoisonError,
         atomic::{AtomicU64, Ordering},
     },
-    time::{SystemTime, UNIX_EPOCH},
+    time::SystemTime,
 };
 
 use bytes::Bytes;
 use http::HeaderValue;
 
+#[cfg(feature = "public-suffix")]
+use super::PublicSuffixList;
 use super::{
-    CookieJar, JarStats, RejectReason,
+    Cookie, CookieChange, CookieFilter, CookieJar, CookieKey, JarStats, RejectReason,
+    cookie::system_time_to_ms,
     host::{
         BuildFxHasher, HostKey, HostQuery, default_path, domain_matches, parent_domains,
         path_matches,
@@ -55,8 +58,32 @@ const MAX_CACHED_CANDIDATES: usize = 64;
 ///   host-only flag, and keeps the replaced cookie's creation time, so its
 ///   place in the `Cookie` header does not change.
 /// - The `Cookie` header lists longer paths first, then older cookies first.
+/// - Expired cookies are removed when a lookup or a store comes across them,
+///   and are never sent.
 /// - Memory is bounded: see [`MemoryJarBuilder`] for the limits and their
-///   defaults. Past a limit, the least recently used cookie is evicted.
+///   defaults. Past a limit, the least recently used cookie is evicted,
+///   logged and counted.
+///
+/// # Inspection
+///
+/// [`cookies`](MemoryJar::cookies) lists what the jar holds as [`Cookie`]
+/// values, whose `Debug` and `Display` output redacts the value.
+/// [`insert`](MemoryJar::insert), [`remove`](MemoryJar::remove),
+/// [`remove_domain`](MemoryJar::remove_domain), [`clear`](MemoryJar::clear)
+/// and [`purge_expired`](MemoryJar::purge_expired) change it, and
+/// [`stats`](MemoryJar::stats) returns its counters.
+///
+/// ```
+/// use tower_sticky::{MemoryJar, jar::Cookie};
+///
+/// let jar = MemoryJar::new();
+/// jar.insert(Cookie::new("SRV", "s1", "lb.example")).unwrap();
+/// assert_eq!(jar.len(), 1);
+/// assert_eq!(jar.cookies()[0].to_string(), "SRV=<redacted>; Host=lb.example; Path=/");
+///
+/// assert_eq!(jar.remove("lb.example", "/", "SRV"), 1);
+/// assert!(jar.is_empty());
+/// ```
 ///
 /// # Cost
 ///
@@ -68,55 +95,98 @@ const MAX_CACHED_CANDIDATES: usize = 64;
 /// [`StickyLayer::new`]: crate::StickyLayer::new
 pub struct MemoryJar {
     state: Mutex<State>,
-    limits: Limits,
+    config: Config,
 }
 
-/// Builds a [`MemoryJar`] with limits other than the defaults.
+/// Builds a [`MemoryJar`] with limits, a filter or a public suffix list.
 ///
 /// ```
-/// use tower_sticky::MemoryJar;
+/// use tower_sticky::{MemoryJar, jar::CookieFilter};
 ///
 /// let jar = MemoryJar::builder()
 ///     .max_cookie_size(1024)
 ///     .max_cookies_per_domain(20)
 ///     .max_cookies(200)
+///     .filter(CookieFilter::load_balancers())
 ///     .build();
 /// assert!(jar.is_empty());
 /// ```
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct MemoryJarBuilder {
-    limits: Limits,
+    config: Config,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Limits {
+#[derive(Clone)]
+struct Config {
     max_cookie_size: usize,
     max_cookies_per_domain: usize,
     max_cookies: usize,
+    filter: Option<CookieFilter>,
+    #[cfg(feature = "public-suffix")]
+    public_suffixes: Option<Arc<PublicSuffixList>>,
 }
 
-impl Default for Limits {
+impl Default for Config {
     fn default() -> Self {
-        Limits {
+        Config {
             max_cookie_size: DEFAULT_MAX_COOKIE_SIZE,
             max_cookies_per_domain: DEFAULT_MAX_COOKIES_PER_DOMAIN,
             max_cookies: DEFAULT_MAX_COOKIES,
+            filter: None,
+            #[cfg(feature = "public-suffix")]
+            public_suffixes: None,
         }
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut debug = f.debug_struct("Config");
+        debug
+            .field("max_cookie_size", &self.max_cookie_size)
+            .field("max_cookies_per_domain", &self.max_cookies_per_domain)
+            .field("max_cookies", &self.max_cookies)
+            .field("filter", &self.filter);
+        #[cfg(feature = "public-suffix")]
+        debug.field("public_suffixes", &self.public_suffixes);
+        debug.finish()
+    }
+}
+
+impl Config {
+    fn accepts_name(&self, name: &[u8]) -> bool {
+        self.filter
+            .as_ref()
+            .is_none_or(|filter| filter.accepts(name))
+    }
+
+    #[cfg(feature = "public-suffix")]
+    fn is_public_suffix(&self, domain: &str) -> bool {
+        self.public_suffixes
+            .as_ref()
+            .is_some_and(|list| list.is_public_suffix(&domain.to_ascii_lowercase()))
+    }
+
+    #[cfg(not(feature = "public-suffix"))]
+    fn is_public_suffix(&self, _domain: &str) -> bool {
+        false
     }
 }
 
 impl MemoryJarBuilder {
     /// Sets the maximum size of one cookie, counted as the bytes of its name
     /// plus its value. A larger cookie is rejected with
-    /// [`RejectReason::TooLarge`]. Defaults to 4096.
+    /// [`RejectReason::TooLarge`]. Defaults to 4096, the minimum RFC 6265
+    /// asks a client to support.
     pub fn max_cookie_size(mut self, bytes: usize) -> Self {
-        self.limits.max_cookie_size = bytes;
+        self.config.max_cookie_size = bytes;
         self
     }
 
     /// Sets how many cookies one domain may hold. Storing one more evicts
-    /// the least recently used cookie of that domain. Defaults to 180.
+    /// the least recently used cookie of that domain. Defaults to 180, as in
+    /// Chromium.
     ///
     /// A host-only cookie counts against its host, a `Domain` cookie against
     /// its `Domain`.
@@ -127,7 +197,7 @@ impl MemoryJarBuilder {
     #[track_caller]
     pub fn max_cookies_per_domain(mut self, count: usize) -> Self {
         assert!(count > 0, "max_cookies_per_domain must be at least 1");
-        self.limits.max_cookies_per_domain = count;
+        self.config.max_cookies_per_domain = count;
         self
     }
 
@@ -141,7 +211,24 @@ impl MemoryJarBuilder {
     #[track_caller]
     pub fn max_cookies(mut self, count: usize) -> Self {
         assert!(count > 0, "max_cookies must be at least 1");
-        self.limits.max_cookies = count;
+        self.config.max_cookies = count;
+        self
+    }
+
+    /// Keeps only the cookies that `filter` accepts. The others are neither
+    /// stored nor replayed, and are counted as [`RejectReason::Filtered`].
+    pub fn filter(mut self, filter: CookieFilter) -> Self {
+        self.config.filter = Some(filter);
+        self
+    }
+
+    /// Rejects `Domain` attributes that name a public suffix in `list`, with
+    /// [`RejectReason::PublicSuffix`]. A `Domain` equal to the request host
+    /// makes a host-only cookie instead (RFC 6265 section 5.3 step 5).
+    #[cfg(feature = "public-suffix")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "public-suffix")))]
+    pub fn public_suffix_list(mut self, list: Arc<PublicSuffixList>) -> Self {
+        self.config.public_suffixes = Some(list);
         self
     }
 
@@ -149,7 +236,7 @@ impl MemoryJarBuilder {
     pub fn build(self) -> MemoryJar {
         MemoryJar {
             state: Mutex::new(State::default()),
-            limits: self.limits,
+            config: self.config,
         }
     }
 }
@@ -161,15 +248,16 @@ impl Default for MemoryJar {
 }
 
 impl MemoryJar {
-    /// Creates an empty jar with the default limits.
+    /// Creates an empty jar with the default limits and no filter.
     pub fn new() -> Self {
         MemoryJar::builder().build()
     }
 
-    /// Returns a builder to set the jar's limits.
+    /// Returns a builder to set the jar's limits, filter and public suffix
+    /// list.
     pub fn builder() -> MemoryJarBuilder {
         MemoryJarBuilder {
-            limits: Limits::default(),
+            config: Config::default(),
         }
     }
 
@@ -178,6 +266,7 @@ impl MemoryJar {
         let state = self.lock();
         let mut stats = state.counters;
         stats.cookies = state.cookie_count as u64;
+        stats.bytes = state.bytes_held as u64;
         stats
     }
 
@@ -192,13 +281,199 @@ impl MemoryJar {
         self.len() == 0
     }
 
+    /// Lists the cookies the jar holds, expired ones not yet purged
+    /// included, sorted by domain, then longest path first, then oldest
+    /// first.
+    pub fn cookies(&self) -> Vec<Cookie> {
+        let state = self.lock();
+        let mut listed: Vec<(u64, Cookie)> = state
+            .nodes
+            .iter()
+            .flat_map(|(domain, node)| {
+                node.cookies
+                    .iter()
+                    .map(move |cookie| (cookie.sequence, cookie.to_public(domain.as_str())))
+            })
+            .collect();
+        listed.sort_by(|(a_sequence, a), (b_sequence, b)| {
+            a.domain
+                .cmp(&b.domain)
+                .then(b.path.len().cmp(&a.path.len()))
+                .then(a_sequence.cmp(b_sequence))
+        });
+        listed.into_iter().map(|(_, cookie)| cookie).collect()
+    }
+
+    /// Returns the cookies with this name, domain and path: at most two, a
+    /// host-only one and a `Domain` one.
+    pub fn get(&self, domain: &str, path: &str, name: &str) -> Vec<Cookie> {
+        let state = self.lock();
+        let Some(node) = state.nodes.get(HostQuery::new(domain)) else {
+            return Vec::new();
+        };
+        node.cookies
+            .iter()
+            .filter(|cookie| cookie.name() == name.as_bytes() && *cookie.path == *path.as_bytes())
+            .map(|cookie| cookie.to_public(domain))
+            .collect()
+    }
+
+    /// Stores a cookie, replacing one with the same name, domain, path and
+    /// host-only flag, as a `Set-Cookie` would. Use it to start from a
+    /// session obtained elsewhere.
+    ///
+    /// The jar's limits, filter and public suffix list apply. An expired
+    /// cookie deletes its stored twin and is not stored.
+    ///
+    /// # Errors
+    ///
+    /// Returns why the cookie was not stored: an empty name
+    /// ([`RejectReason::EmptyName`]), a byte the `Cookie` header cannot carry
+    /// ([`RejectReason::InvalidCharacter`]), an invalid domain or path, a
+    /// size over the limit, a filtered name or a public-suffix domain. The
+    /// rejection is counted like one from a server.
+    pub fn insert(&self, cookie: Cookie) -> Result<(), RejectReason> {
+        self.insert_at(cookie, unix_time_ms())
+    }
+
+    pub(crate) fn insert_at(&self, cookie: Cookie, now_ms: i64) -> Result<(), RejectReason> {
+        let mut state = self.lock();
+        let result = state.insert_public(&self.config, cookie, now_ms);
+        if let Err(reason) = result {
+            state.counters.rejected[reason.index()] += 1;
+        }
+        result
+    }
+
+    /// Removes the cookies with this name, domain and path, host-only or
+    /// not, and returns how many there were.
+    pub fn remove(&self, domain: &str, path: &str, name: &str) -> usize {
+        let mut state = self.lock();
+        let mut removed = 0;
+        while let Some(index) = state.nodes.get(HostQuery::new(domain)).and_then(|node| {
+            node.cookies.iter().position(|cookie| {
+                cookie.name() == name.as_bytes() && *cookie.path == *path.as_bytes()
+            })
+        }) {
+            state.remove_at(domain, index);
+            removed += 1;
+        }
+        removed
+    }
+
+    /// Removes every cookie whose domain is `domain` or one of its
+    /// subdomains, and returns how many there were.
+    pub fn remove_domain(&self, domain: &str) -> usize {
+        let mut state = self.lock();
+        let doomed: Vec<HostKey> = state
+            .nodes
+            .keys()
+            .filter(|name| {
+                let name = name.as_str();
+                name.eq_ignore_ascii_case(domain)
+                    || (name.len() > domain.len()
+                        && name.as_bytes()[name.len() - domain.len() - 1] == b'.'
+                        && name[name.len() - domain.len()..].eq_ignore_ascii_case(domain))
+            })
+            .cloned()
+            .collect();
+        let mut removed = 0;
+        for name in doomed {
+            while state
+                .nodes
+                .get(HostQuery::new(name.as_str()))
+                .is_some_and(|node| !node.cookies.is_empty())
+            {
+                state.remove_at(name.as_str(), 0);
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// Removes every cookie whose expiry time has passed, and returns how
+    /// many there were. Lookups and stores purge the expired cookies they
+    /// come across, so calling this is only needed to free memory sooner.
+    pub fn purge_expired(&self) -> usize {
+        self.purge_expired_at(unix_time_ms())
+    }
+
+    pub(crate) fn purge_expired_at(&self, now_ms: i64) -> usize {
+        let mut state = self.lock();
+        let before = state.cookie_count;
+        let names: Vec<HostKey> = state.nodes.keys().cloned().collect();
+        for name in &names {
+            state.purge_expired_in(name.as_str(), now_ms);
+        }
+        before - state.cookie_count
+    }
+
     /// Removes every cookie. The counters keep their values.
     pub fn clear(&self) {
         let mut state = self.lock();
         state.nodes.clear();
         state.cookie_count = 0;
         state.domain_cookie_count = 0;
+        state.bytes_held = 0;
         state.domain_generation += 1;
+    }
+
+    /// Stores `Set-Cookie` values like [`CookieJar::store`] and returns the
+    /// stores and deletions they made, for a mirrored jar to publish.
+    /// Evictions and expiry are local and are not returned.
+    #[cfg(feature = "mirror")]
+    #[allow(dead_code)]
+    pub(crate) fn store_recording(
+        &self,
+        target: &RequestTarget<'_>,
+        set_cookie: &mut dyn Iterator<Item = &HeaderValue>,
+        now_ms: i64,
+    ) -> Vec<CookieChange> {
+        let mut state = self.lock();
+        state.recording = Some(Vec::new());
+        state.store_all(&self.config, target, set_cookie, now_ms);
+        state.recording.take().unwrap_or_default()
+    }
+
+    /// Applies a change that another process published. Returns an error
+    /// when this jar's checks reject the stored cookie.
+    #[cfg(feature = "mirror")]
+    #[allow(dead_code)]
+    pub(crate) fn apply_change(
+        &self,
+        change: CookieChange,
+        now_ms: i64,
+    ) -> Result<(), RejectReason> {
+        match change {
+            CookieChange::Stored(cookie) => self.insert_at(cookie, now_ms),
+            CookieChange::Removed(key) => {
+                self.remove_key(&key);
+                Ok(())
+            }
+        }
+    }
+
+    /// Removes the cookie with exactly this key and returns whether it was
+    /// there.
+    pub fn remove_key(&self, key: &CookieKey) -> bool {
+        let mut state = self.lock();
+        let index = state
+            .nodes
+            .get(HostQuery::new(&key.domain))
+            .and_then(|node| {
+                node.cookies.iter().position(|cookie| {
+                    cookie.name() == key.name.as_slice()
+                        && *cookie.path == *key.path
+                        && cookie.host_only == key.host_only
+                })
+            });
+        match index {
+            Some(index) => {
+                state.remove_at(&key.domain, index);
+                true
+            }
+            None => false,
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -214,20 +489,12 @@ impl MemoryJar {
         set_cookie: &mut dyn Iterator<Item = &HeaderValue>,
         now_ms: i64,
     ) {
-        let mut state = self.lock();
-        let mut changed = false;
-        for value in set_cookie {
-            changed |= state.store_one(&self.limits, target, value.as_bytes(), now_ms);
-        }
-        if changed {
-            // Render the header for the host that set the cookies now, so
-            // that its next request only clones it.
-            state.rebuild_view(target.host());
-            state.prepare_header(target);
-        }
+        self.lock()
+            .store_all(&self.config, target, set_cookie, now_ms);
     }
 
-    /// Returns the `Cookie` header for `target` as of `now_ms`.
+    /// Returns the `Cookie` header for `target`, reading the clock through
+    /// `now_ms` only when a candidate cookie has an expiry time.
     pub(crate) fn cookie_header_at(
         &self,
         target: &RequestTarget<'_>,
@@ -242,7 +509,11 @@ impl CookieJar for MemoryJar {
         self.cookie_header_at(target, &mut unix_time_ms)
     }
 
-    fn store(&self, target: &RequestTarget<'_>, set_cookie: &mut dyn Iterator<Item = &HeaderValue>) {
+    fn store(
+        &self,
+        target: &RequestTarget<'_>,
+        set_cookie: &mut dyn Iterator<Item = &HeaderValue>,
+    ) {
         self.store_at(target, set_cookie, unix_time_ms());
     }
 }
@@ -253,30 +524,33 @@ impl fmt::Debug for MemoryJar {
         let state = self.lock();
         f.debug_struct("MemoryJar")
             .field("cookies", &state.cookie_count)
-            .field("domains", &state.nodes.values().filter(|n| !n.cookies.is_empty()).count())
-            .field("limits", &self.limits)
+            .field(
+                "domains",
+                &state
+                    .nodes
+                    .values()
+                    .filter(|n| !n.cookies.is_empty())
+                    .count(),
+            )
+            .field("config", &self.config)
             .finish_non_exhaustive()
     }
 }
 
 /// Returns the current time in milliseconds since the Unix epoch.
 pub(crate) fn unix_time_ms() -> i64 {
-    match SystemTime::now().duration_since(UNIX_EPOCH) {
-        Ok(elapsed) => i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX),
-        Err(before) => -i64::try_from(before.duration().as_millis()).unwrap_or(i64::MAX),
-    }
+    system_time_to_ms(SystemTime::now())
 }
 
 /// One stored cookie. Immutable once stored, except for its last-use tick:
 /// a replacement is a new value.
 pub(crate) struct StoredCookie {
-    /// `name=value`, exactly as the header would carry it.
+    /// `name=value`, exactly as the header carries it.
     pair: Box<[u8]>,
     name_len: usize,
     path: Box<[u8]>,
     host_only: bool,
     secure: bool,
-    #[allow(dead_code)]
     http_only: bool,
     /// `None` for a session cookie.
     expires_ms: Option<i64>,
@@ -299,6 +573,39 @@ impl StoredCookie {
     fn last_access(&self) -> u64 {
         self.last_access.load(Ordering::Relaxed)
     }
+
+    /// Bytes this cookie counts against the jar's memory.
+    fn size(&self) -> usize {
+        self.pair.len() + self.path.len()
+    }
+
+    fn to_public(&self, domain: &str) -> Cookie {
+        Cookie {
+            name: self.name().into(),
+            value: self.pair[self.name_len + 1..].into(),
+            domain: domain.into(),
+            host_only: self.host_only,
+            path: self.path.clone(),
+            secure: self.secure,
+            http_only: self.http_only,
+            expires_ms: self.expires_ms,
+            created_ms: self.created_ms,
+        }
+    }
+}
+
+/// A cookie ready to be stored, borrowed from a header or a [`Cookie`].
+struct NewCookie<'a> {
+    name: &'a [u8],
+    value: &'a [u8],
+    domain: &'a str,
+    host_only: bool,
+    path: &'a [u8],
+    secure: bool,
+    http_only: bool,
+    expires_ms: Option<i64>,
+    /// The creation time to keep, for a cookie loaded from elsewhere.
+    created_ms: Option<i64>,
 }
 
 /// The cookies whose domain is one host or domain name, and the view of
@@ -408,10 +715,10 @@ fn render<'a>(cookies: impl Iterator<Item = &'a StoredCookie>) -> HeaderValue {
     // which allocates. Doing it here keeps that allocation off the request
     // path, where the cached value is cloned.
     let _ = bytes.clone();
-    // The parser rejected control characters, and `"; "` and the bytes of a
-    // header value are valid, so this never fails.
-    let mut value = HeaderValue::from_maybe_shared(bytes)
-        .unwrap_or_else(|_| HeaderValue::from_static(""));
+    // Stored names and values hold no control characters, and `"; "` is
+    // valid in a header value, so this never fails.
+    let mut value =
+        HeaderValue::from_maybe_shared(bytes).unwrap_or_else(|_| HeaderValue::from_static(""));
     value.set_sensitive(true);
     value
 }
@@ -421,6 +728,7 @@ struct State {
     nodes: HashMap<HostKey, Node, BuildFxHasher>,
     cookie_count: usize,
     domain_cookie_count: usize,
+    bytes_held: usize,
     /// Changes whenever a `Domain` cookie changes anywhere, because that can
     /// change the view of any host below it.
     domain_generation: u64,
@@ -433,9 +741,31 @@ struct State {
     /// rejections for the same reason log at debug level.
     warned: [bool; RejectReason::ALL.len()],
     warned_eviction: bool,
+    /// Collects the changes that stores and deletions make, while a mirrored
+    /// jar asks for them.
+    recording: Option<Vec<CookieChange>>,
 }
 
 impl State {
+    fn store_all(
+        &mut self,
+        config: &Config,
+        target: &RequestTarget<'_>,
+        set_cookie: &mut dyn Iterator<Item = &HeaderValue>,
+        now_ms: i64,
+    ) {
+        let mut changed = false;
+        for value in set_cookie {
+            changed |= self.store_one(config, target, value.as_bytes(), now_ms);
+        }
+        if changed {
+            // Render the header for the host that set the cookies now, so
+            // that its next request only clones it.
+            self.rebuild_view(target.host());
+            self.prepare_header(target);
+        }
+    }
+
     fn next_version(&mut self) -> u64 {
         self.version_counter += 1;
         self.version_counter
@@ -501,10 +831,10 @@ impl State {
     /// Caches the header for `target` in its host's view without counting a
     /// use.
     fn prepare_header(&mut self, target: &RequestTarget<'_>) {
-        if let Some(view) = self.view_mut(target.host()) {
-            if let Some(mask) = view.mask(target).filter(|&mask| mask != 0) {
-                view.header_for_mask(mask);
-            }
+        if let Some(view) = self.view_mut(target.host())
+            && let Some(mask) = view.mask(target).filter(|&mask| mask != 0)
+        {
+            view.header_for_mask(mask);
         }
     }
 
@@ -528,7 +858,10 @@ impl State {
                 .cmp(&a.path.len())
                 .then(a.sequence.cmp(&b.sequence))
         });
-        let min_expires_ms = candidates.iter().filter_map(|cookie| cookie.expires_ms).min();
+        let min_expires_ms = candidates
+            .iter()
+            .filter_map(|cookie| cookie.expires_ms)
+            .min();
 
         if !self.nodes.contains_key(HostQuery::new(host)) {
             self.drop_idle_views();
@@ -571,10 +904,12 @@ impl State {
         };
         let before = node.cookies.len();
         let mut removed_domain_cookies = 0;
+        let mut removed_bytes = 0;
         node.cookies.retain(|cookie| {
             let keep = !cookie.is_expired(now_ms);
-            if !keep && !cookie.host_only {
-                removed_domain_cookies += 1;
+            if !keep {
+                removed_bytes += cookie.size();
+                removed_domain_cookies += usize::from(!cookie.host_only);
             }
             keep
         });
@@ -586,6 +921,7 @@ impl State {
         node.version = self.version_counter;
         self.cookie_count -= removed;
         self.domain_cookie_count -= removed_domain_cookies;
+        self.bytes_held -= removed_bytes;
         if removed_domain_cookies > 0 {
             self.domain_generation += 1;
         }
@@ -596,7 +932,7 @@ impl State {
     /// the jar changed.
     fn store_one(
         &mut self,
-        limits: &Limits,
+        config: &Config,
         target: &RequestTarget<'_>,
         header: &[u8],
         now_ms: i64,
@@ -608,7 +944,7 @@ impl State {
                 let reason = match error {
                     ParseError::MissingEquals => RejectReason::MissingEquals,
                     ParseError::EmptyName => RejectReason::EmptyName,
-                    ParseError::ControlCharacter => RejectReason::ControlCharacter,
+                    ParseError::InvalidCharacter => RejectReason::InvalidCharacter,
                 };
                 // Without a valid name-value pair, any part of the header
                 // could be a secret, so nothing of it is logged.
@@ -617,62 +953,158 @@ impl State {
             }
         };
 
-        if parsed.name.len() + parsed.value.len() > limits.max_cookie_size {
-            let size = parsed.name.len() + parsed.value.len();
+        let size = parsed.name.len() + parsed.value.len();
+        if size > config.max_cookie_size {
+            let detail = format!(
+                "{size} bytes is over the limit of {}",
+                config.max_cookie_size
+            );
+            self.reject(RejectReason::TooLarge, Some(parsed.name), host, &detail);
+            return false;
+        }
+        if !config.accepts_name(parsed.name) {
             self.reject(
-                RejectReason::TooLarge,
+                RejectReason::Filtered,
                 Some(parsed.name),
                 host,
-                &format_args!("{size} bytes is over the limit of {}", limits.max_cookie_size),
+                &RejectReason::Filtered,
             );
             return false;
         }
 
         let (domain, host_only) = match parsed.domain {
             Some(domain) if !domain.is_empty() => {
-                let domain = std::str::from_utf8(domain).ok().filter(|domain| {
-                    domain_matches(host, domain)
-                });
-                match domain {
-                    Some(domain) => (domain, false),
-                    None => {
-                        self.reject(
-                            RejectReason::DomainMismatch,
-                            Some(parsed.name),
-                            host,
-                            &"the Domain attribute does not cover the request host",
-                        );
+                let domain = std::str::from_utf8(domain).unwrap_or_default();
+                if config.is_public_suffix(domain) {
+                    if domain.eq_ignore_ascii_case(host) {
+                        // RFC 6265 section 5.3 step 5: a public suffix that is
+                        // the request host itself makes a host-only cookie.
+                        (host, true)
+                    } else {
+                        let reason = RejectReason::PublicSuffix;
+                        self.reject(reason, Some(parsed.name), host, &reason);
                         return false;
                     }
+                } else if !domain.is_empty() && domain_matches(host, domain) {
+                    (domain, false)
+                } else {
+                    let reason = RejectReason::DomainMismatch;
+                    self.reject(reason, Some(parsed.name), host, &reason);
+                    return false;
                 }
             }
             _ => (host, true),
         };
 
-        let path = parsed
-            .path
-            .unwrap_or_else(|| default_path(target.path()).as_bytes());
         let expires_ms = match parsed.max_age {
             Some(seconds) if seconds <= 0 => Some(i64::MIN),
             Some(seconds) => Some(now_ms.saturating_add(seconds.saturating_mul(1000))),
             None => parsed.expires_ms,
         };
-        let expired = expires_ms.is_some_and(|expires| expires <= now_ms);
+        let cookie = NewCookie {
+            name: parsed.name,
+            value: parsed.value,
+            domain,
+            host_only,
+            path: parsed
+                .path
+                .unwrap_or_else(|| default_path(target.path()).as_bytes()),
+            secure: parsed.secure,
+            http_only: parsed.http_only,
+            expires_ms,
+            created_ms: None,
+        };
+        self.put(config, cookie, now_ms)
+    }
 
+    /// Checks a cookie from the public API and stores it.
+    fn insert_public(
+        &mut self,
+        config: &Config,
+        cookie: Cookie,
+        now_ms: i64,
+    ) -> Result<(), RejectReason> {
+        let trimmed = |bytes: &[u8]| bytes.trim_ascii() == bytes;
+        let header_safe = |bytes: &[u8]| {
+            !bytes
+                .iter()
+                .any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f || b == b';')
+        };
+        if cookie.name.is_empty() {
+            return Err(RejectReason::EmptyName);
+        }
+        if !header_safe(&cookie.name)
+            || !header_safe(&cookie.value)
+            || cookie.name.contains(&b'=')
+            || !trimmed(&cookie.name)
+            || !trimmed(&cookie.value)
+        {
+            return Err(RejectReason::InvalidCharacter);
+        }
+        if cookie.domain.is_empty()
+            || !cookie.domain.is_ascii()
+            || cookie.domain.contains([' ', '/', ';', ','])
+        {
+            return Err(RejectReason::InvalidDomain);
+        }
+        if cookie.path.first() != Some(&b'/') || !header_safe(&cookie.path) {
+            return Err(RejectReason::InvalidPath);
+        }
+        if cookie.name.len() + cookie.value.len() > config.max_cookie_size {
+            return Err(RejectReason::TooLarge);
+        }
+        if !config.accepts_name(&cookie.name) {
+            return Err(RejectReason::Filtered);
+        }
+        if !cookie.host_only && config.is_public_suffix(&cookie.domain) {
+            return Err(RejectReason::PublicSuffix);
+        }
+        self.put(
+            config,
+            NewCookie {
+                name: &cookie.name,
+                value: &cookie.value,
+                domain: &cookie.domain,
+                host_only: cookie.host_only,
+                path: &cookie.path,
+                secure: cookie.secure,
+                http_only: cookie.http_only,
+                expires_ms: cookie.expires_ms,
+                created_ms: Some(cookie.created_ms),
+            },
+            now_ms,
+        );
+        Ok(())
+    }
+
+    /// Stores, replaces or, for an expired cookie, deletes. Returns whether
+    /// the jar changed.
+    fn put(&mut self, config: &Config, new: NewCookie<'_>, now_ms: i64) -> bool {
+        let domain = new.domain;
         let existing = self.nodes.get(HostQuery::new(domain)).and_then(|node| {
             node.cookies.iter().position(|cookie| {
-                cookie.name() == parsed.name && *cookie.path == *path && cookie.host_only == host_only
+                cookie.name() == new.name
+                    && *cookie.path == *new.path
+                    && cookie.host_only == new.host_only
             })
         });
 
-        if expired {
+        if new.expires_ms.is_some_and(|expires| expires <= now_ms) {
             // A cookie that arrives expired deletes its stored twin and is
             // not stored itself.
             let Some(index) = existing else {
                 return false;
             };
-            self.remove_at(domain, index);
+            let removed = self.remove_at(domain, index);
             self.counters.deleted += 1;
+            if let Some(changes) = self.recording.as_mut() {
+                changes.push(CookieChange::Removed(CookieKey {
+                    domain: domain.to_ascii_lowercase(),
+                    host_only: removed.host_only,
+                    path: removed.path.to_vec(),
+                    name: removed.name().to_vec(),
+                }));
+            }
             return true;
         }
 
@@ -684,25 +1116,31 @@ impl State {
             }
             None => {
                 self.next_sequence += 1;
-                (self.next_sequence, now_ms)
+                (self.next_sequence, new.created_ms.unwrap_or(now_ms))
             }
         };
-        let mut pair = Vec::with_capacity(parsed.name.len() + 1 + parsed.value.len());
-        pair.extend_from_slice(parsed.name);
+        let mut pair = Vec::with_capacity(new.name.len() + 1 + new.value.len());
+        pair.extend_from_slice(new.name);
         pair.push(b'=');
-        pair.extend_from_slice(parsed.value);
+        pair.extend_from_slice(new.value);
         let cookie = Arc::new(StoredCookie {
             pair: pair.into_boxed_slice(),
-            name_len: parsed.name.len(),
-            path: path.into(),
-            host_only,
-            secure: parsed.secure,
-            http_only: parsed.http_only,
-            expires_ms,
+            name_len: new.name.len(),
+            path: new.path.into(),
+            host_only: new.host_only,
+            secure: new.secure,
+            http_only: new.http_only,
+            expires_ms: new.expires_ms,
             created_ms,
             sequence,
             last_access: AtomicU64::new(tick),
         });
+        let size = cookie.size();
+        if let Some(changes) = self.recording.as_mut() {
+            changes.push(CookieChange::Stored(
+                cookie.to_public(&domain.to_ascii_lowercase()),
+            ));
+        }
 
         if !self.nodes.contains_key(HostQuery::new(domain)) {
             self.nodes.insert(HostKey::new(domain), Node::default());
@@ -715,24 +1153,26 @@ impl State {
         node.version = version;
         match existing {
             Some(index) => {
-                node.cookies[index] = cookie;
+                let old = std::mem::replace(&mut node.cookies[index], cookie);
+                self.bytes_held = self.bytes_held - old.size() + size;
                 self.counters.replaced += 1;
             }
             None => {
                 node.cookies.push(cookie);
                 self.cookie_count += 1;
+                self.bytes_held += size;
                 self.counters.stored += 1;
-                if !host_only {
+                if !new.host_only {
                     self.domain_cookie_count += 1;
                 }
             }
         }
-        if !host_only {
+        if !new.host_only {
             self.domain_generation += 1;
         }
 
         if existing.is_none() {
-            self.enforce_limits(limits, domain, now_ms);
+            self.enforce_limits(config, domain, now_ms);
         }
         true
     }
@@ -746,6 +1186,7 @@ impl State {
         let cookie = node.cookies.remove(index);
         node.version = version;
         self.cookie_count -= 1;
+        self.bytes_held -= cookie.size();
         if !cookie.host_only {
             self.domain_cookie_count -= 1;
             self.domain_generation += 1;
@@ -754,17 +1195,17 @@ impl State {
     }
 
     /// Evicts least recently used cookies until `domain` and the whole jar
-    /// are within their limits.
-    fn enforce_limits(&mut self, limits: &Limits, domain: &str, now_ms: i64) {
+    /// are within their limits. Expired cookies go first.
+    fn enforce_limits(&mut self, config: &Config, domain: &str, now_ms: i64) {
         let over_domain = self
             .nodes
             .get(HostQuery::new(domain))
-            .is_some_and(|node| node.cookies.len() > limits.max_cookies_per_domain);
+            .is_some_and(|node| node.cookies.len() > config.max_cookies_per_domain);
         if over_domain {
             self.purge_expired_in(domain, now_ms);
         }
         while let Some(node) = self.nodes.get(HostQuery::new(domain)) {
-            if node.cookies.len() <= limits.max_cookies_per_domain {
+            if node.cookies.len() <= config.max_cookies_per_domain {
                 break;
             }
             let index = least_recently_used(&node.cookies).expect("node is over its limit");
@@ -772,13 +1213,13 @@ impl State {
             self.note_eviction(&cookie, domain, "the domain is over its cookie limit");
         }
 
-        if self.cookie_count > limits.max_cookies {
+        if self.cookie_count > config.max_cookies {
             let names: Vec<HostKey> = self.nodes.keys().cloned().collect();
             for name in &names {
                 self.purge_expired_in(name.as_str(), now_ms);
             }
         }
-        while self.cookie_count > limits.max_cookies {
+        while self.cookie_count > config.max_cookies {
             let oldest = self
                 .nodes
                 .iter()
@@ -810,6 +1251,9 @@ impl State {
         }
     }
 
+    /// Counts and logs a rejected `Set-Cookie`. The first rejection for each
+    /// reason logs a warning, later ones log at debug level. Filtered cookies
+    /// are the user's choice, so they always log at debug level.
     fn reject(
         &mut self,
         reason: RejectReason,
@@ -819,17 +1263,18 @@ impl State {
     ) {
         self.counters.rejected[reason.index()] += 1;
         let name = name.map(LogName);
+        let name = name.as_ref().map(tracing::field::display);
         let first = !std::mem::replace(&mut self.warned[reason.index()], true);
-        if first {
+        if first && reason != RejectReason::Filtered {
             tracing::warn!(
-                cookie.name = name.as_ref().map(tracing::field::display),
+                cookie.name = name,
                 request.host = host,
                 reason = reason.as_str(),
                 "skipped Set-Cookie: {detail}; later ones for this reason log at debug level"
             );
         } else {
             tracing::debug!(
-                cookie.name = name.as_ref().map(tracing::field::display),
+                cookie.name = name,
                 request.host = host,
                 reason = reason.as_str(),
                 "skipped Set-Cookie: {detail}"
@@ -920,8 +1365,16 @@ mod tests {
     fn host_only_and_domain_cookie_coexist() {
         let jar = MemoryJar::new();
         let site = target("example.test", "/", false);
-        store(&jar, &site, &["id=host", "id=domain; Domain=example.test"], NOW);
-        assert_eq!(header(&jar, &site, NOW).as_deref(), Some("id=host; id=domain"));
+        store(
+            &jar,
+            &site,
+            &["id=host", "id=domain; Domain=example.test"],
+            NOW,
+        );
+        assert_eq!(
+            header(&jar, &site, NOW).as_deref(),
+            Some("id=host; id=domain")
+        );
         let child = target("www.example.test", "/", false);
         assert_eq!(header(&jar, &child, NOW).as_deref(), Some("id=domain"));
     }
@@ -952,16 +1405,32 @@ mod tests {
     fn max_age_beats_expires() {
         let jar = MemoryJar::new();
         let site = target("a.test", "/", false);
-        store(&jar, &site, &["a=1; Expires=Thu, 01 Jan 1970 00:00:01 GMT; Max-Age=60"], NOW);
+        store(
+            &jar,
+            &site,
+            &["a=1; Expires=Thu, 01 Jan 1970 00:00:01 GMT; Max-Age=60"],
+            NOW,
+        );
         assert_eq!(header(&jar, &site, NOW).as_deref(), Some("a=1"));
     }
 
     #[test]
     fn secure_only_over_https() {
         let jar = MemoryJar::new();
-        store(&jar, &target("a.test", "/", true), &["s=1; Secure", "p=2"], NOW);
-        assert_eq!(header(&jar, &target("a.test", "/", false), NOW).as_deref(), Some("p=2"));
-        assert_eq!(header(&jar, &target("a.test", "/", true), NOW).as_deref(), Some("s=1; p=2"));
+        store(
+            &jar,
+            &target("a.test", "/", true),
+            &["s=1; Secure", "p=2"],
+            NOW,
+        );
+        assert_eq!(
+            header(&jar, &target("a.test", "/", false), NOW).as_deref(),
+            Some("p=2")
+        );
+        assert_eq!(
+            header(&jar, &target("a.test", "/", true), NOW).as_deref(),
+            Some("s=1; p=2")
+        );
     }
 
     #[test]
@@ -969,9 +1438,18 @@ mod tests {
         let jar = MemoryJar::new();
         let site = target("a.test", "/", false);
         store(&jar, &site, &["root=1; Path=/", "api=2; Path=/api"], NOW);
-        assert_eq!(header(&jar, &target("a.test", "/api/x", false), NOW).as_deref(), Some("api=2; root=1"));
-        assert_eq!(header(&jar, &target("a.test", "/web", false), NOW).as_deref(), Some("root=1"));
-        assert_eq!(header(&jar, &target("a.test", "/api", false), NOW).as_deref(), Some("api=2; root=1"));
+        assert_eq!(
+            header(&jar, &target("a.test", "/api/x", false), NOW).as_deref(),
+            Some("api=2; root=1")
+        );
+        assert_eq!(
+            header(&jar, &target("a.test", "/web", false), NOW).as_deref(),
+            Some("root=1")
+        );
+        assert_eq!(
+            header(&jar, &target("a.test", "/api", false), NOW).as_deref(),
+            Some("api=2; root=1")
+        );
     }
 
     #[test]
@@ -1023,14 +1501,22 @@ mod tests {
         store(&jar, &target("three.test", "/", false), &["c=3"], NOW);
         assert_eq!(jar.len(), 2);
         assert_eq!(header(&jar, &target("one.test", "/", false), NOW), None);
-        assert_eq!(header(&jar, &target("three.test", "/", false), NOW).as_deref(), Some("c=3"));
+        assert_eq!(
+            header(&jar, &target("three.test", "/", false), NOW).as_deref(),
+            Some("c=3")
+        );
         assert_eq!(jar.stats().evicted, 1);
     }
 
     #[test]
     fn many_hosts_do_not_leak_views() {
         let jar = MemoryJar::new();
-        store(&jar, &target("example.test", "/", false), &["a=1; Domain=example.test"], NOW);
+        store(
+            &jar,
+            &target("example.test", "/", false),
+            &["a=1; Domain=example.test"],
+            NOW,
+        );
         for index in 0..10_000 {
             let host = format!("h{index}.example.test");
             let site = RequestTarget::new(&host, "/", false);
@@ -1043,7 +1529,12 @@ mod tests {
     #[test]
     fn debug_shows_no_values() {
         let jar = MemoryJar::new();
-        store(&jar, &target("a.test", "/", false), &["session=s3cr3t"], NOW);
+        store(
+            &jar,
+            &target("a.test", "/", false),
+            &["session=s3cr3t"],
+            NOW,
+        );
         let shown = format!("{jar:?}");
         assert!(!shown.contains("s3cr3t"), "{shown}");
         assert!(shown.contains("cookies: 1"), "{shown}");

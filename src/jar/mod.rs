@@ -10,10 +10,20 @@ use http::HeaderValue;
 
 use crate::RequestTarget;
 
+mod cookie;
+mod filter;
 mod host;
 mod memory;
 pub(crate) mod parse;
+#[cfg(feature = "public-suffix")]
+mod public_suffix;
 mod stats;
+
+pub use cookie::{Cookie, CookieChange, CookieKey};
+pub use filter::CookieFilter;
+#[cfg(feature = "public-suffix")]
+#[cfg_attr(docsrs, doc(cfg(feature = "public-suffix")))]
+pub use public_suffix::{DEBIAN_LIST_PATH, PublicSuffixList};
 
 pub use memory::{
     DEFAULT_MAX_COOKIE_SIZE, DEFAULT_MAX_COOKIES, DEFAULT_MAX_COOKIES_PER_DOMAIN, MemoryJar,
@@ -53,7 +63,11 @@ impl<J: CookieJar + ?Sized> CookieJar for Arc<J> {
     }
 
     #[inline]
-    fn store(&self, target: &RequestTarget<'_>, set_cookie: &mut dyn Iterator<Item = &HeaderValue>) {
+    fn store(
+        &self,
+        target: &RequestTarget<'_>,
+        set_cookie: &mut dyn Iterator<Item = &HeaderValue>,
+    ) {
         (**self).store(target, set_cookie)
     }
 }
@@ -65,7 +79,11 @@ impl<J: CookieJar + ?Sized> CookieJar for Box<J> {
     }
 
     #[inline]
-    fn store(&self, target: &RequestTarget<'_>, set_cookie: &mut dyn Iterator<Item = &HeaderValue>) {
+    fn store(
+        &self,
+        target: &RequestTarget<'_>,
+        set_cookie: &mut dyn Iterator<Item = &HeaderValue>,
+    ) {
         (**self).store(target, set_cookie)
     }
 }
@@ -77,7 +95,11 @@ impl<J: CookieJar + ?Sized> CookieJar for &J {
     }
 
     #[inline]
-    fn store(&self, target: &RequestTarget<'_>, set_cookie: &mut dyn Iterator<Item = &HeaderValue>) {
+    fn store(
+        &self,
+        target: &RequestTarget<'_>,
+        set_cookie: &mut dyn Iterator<Item = &HeaderValue>,
+    ) {
         (**self).store(target, set_cookie)
     }
 }

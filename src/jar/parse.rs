@@ -38,7 +38,7 @@ pub(crate) enum ParseError {
     /// The name is empty after trimming.
     EmptyName,
     /// The name or value contains a control character other than tab.
-    ControlCharacter,
+    InvalidCharacter,
 }
 
 impl fmt::Display for ParseError {
@@ -46,7 +46,7 @@ impl fmt::Display for ParseError {
         f.write_str(match self {
             ParseError::MissingEquals => "the name-value pair has no `=`",
             ParseError::EmptyName => "the cookie name is empty",
-            ParseError::ControlCharacter => "the name or value contains a control character",
+            ParseError::InvalidCharacter => "the name or value contains a control character",
         })
     }
 }
@@ -83,7 +83,7 @@ pub(crate) fn parse_set_cookie(header: &[u8]) -> Result<ParsedSetCookie<'_>, Par
         return Err(ParseError::EmptyName);
     }
     if has_control_character(name) || has_control_character(value) {
-        return Err(ParseError::ControlCharacter);
+        return Err(ParseError::InvalidCharacter);
     }
 
     let mut cookie = ParsedSetCookie {
@@ -211,29 +211,29 @@ pub(crate) fn parse_cookie_date(input: &[u8]) -> Option<i64> {
         .split(|&b| is_date_delimiter(b))
         .filter(|token| !token.is_empty());
     for token in tokens {
-        if time.is_none() {
-            if let Some(found) = parse_time(token) {
-                time = Some(found);
-                continue;
-            }
+        if time.is_none()
+            && let Some(found) = parse_time(token)
+        {
+            time = Some(found);
+            continue;
         }
-        if day.is_none() {
-            if let Some((found, _)) = leading_number(token, 1, 2) {
-                day = Some(found);
-                continue;
-            }
+        if day.is_none()
+            && let Some((found, _)) = leading_number(token, 1, 2)
+        {
+            day = Some(found);
+            continue;
         }
-        if month.is_none() {
-            if let Some(found) = parse_month(token) {
-                month = Some(found);
-                continue;
-            }
+        if month.is_none()
+            && let Some(found) = parse_month(token)
+        {
+            month = Some(found);
+            continue;
         }
-        if year.is_none() {
-            if let Some((found, _)) = leading_number(token, 2, 4) {
-                year = Some(found);
-                continue;
-            }
+        if year.is_none()
+            && let Some((found, _)) = leading_number(token, 2, 4)
+        {
+            year = Some(found);
+            continue;
         }
     }
 
@@ -258,7 +258,7 @@ pub(crate) fn parse_cookie_date(input: &[u8]) -> Option<i64> {
 }
 
 fn is_leap_year(year: u32) -> bool {
-    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+    (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400)
 }
 
 fn days_in_month(year: u32, month: u32) -> u32 {
@@ -277,9 +277,8 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     let era = year.div_euclid(400);
     let year_of_era = year - era * 400;
     let month = i64::from(month);
-    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5
-        + i64::from(day)
-        - 1;
+    let day_of_year =
+        (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
     let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
     era * 146_097 + day_of_era - 719_468
 }
@@ -324,13 +323,16 @@ mod tests {
     fn control_characters_rejected() {
         assert_eq!(
             parse_set_cookie(b"a=b\x00c"),
-            Err(ParseError::ControlCharacter)
+            Err(ParseError::InvalidCharacter)
         );
         assert_eq!(
             parse_set_cookie(b"a\rb=c"),
-            Err(ParseError::ControlCharacter)
+            Err(ParseError::InvalidCharacter)
         );
-        assert_eq!(parse_set_cookie(b"a=\x7f"), Err(ParseError::ControlCharacter));
+        assert_eq!(
+            parse_set_cookie(b"a=\x7f"),
+            Err(ParseError::InvalidCharacter)
+        );
     }
 
     #[test]
@@ -423,7 +425,9 @@ mod tests {
     fn every_byte_sequence_parses_without_panic() {
         // A cheap exhaustive sweep over short inputs built from the bytes that
         // steer the parser.
-        let alphabet = [b'a', b'=', b';', b' ', b'\t', b'.', b'/', b'-', b'1', 0x00, 0xff];
+        let alphabet = [
+            b'a', b'=', b';', b' ', b'\t', b'.', b'/', b'-', b'1', 0x00, 0xff,
+        ];
         let mut input = Vec::new();
         for first in alphabet {
             for second in alphabet {

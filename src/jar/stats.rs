@@ -11,9 +11,11 @@ pub enum RejectReason {
     /// The cookie name is empty. RFC 6265 ignores such cookies, although
     /// RFC 6265bis and current browsers keep them.
     EmptyName,
-    /// The name or value contains a control character (other than tab) that
-    /// would make the next request's `Cookie` header invalid.
-    ControlCharacter,
+    /// The name or value contains a byte the `Cookie` header cannot carry:
+    /// a control character other than tab, or, in a cookie given to
+    /// [`MemoryJar::insert`](crate::MemoryJar::insert), a `;`, an `=` in the
+    /// name, or whitespace at either end.
+    InvalidCharacter,
     /// The `Domain` attribute does not domain-match the host that sent the
     /// cookie, so the server tried to set a cookie for another site.
     DomainMismatch,
@@ -24,18 +26,26 @@ pub enum RejectReason {
     TooLarge,
     /// A name filter of the jar does not accept the cookie.
     Filtered,
+    /// A cookie given to [`MemoryJar::insert`](crate::MemoryJar::insert) has
+    /// an empty domain or one that is not ASCII.
+    InvalidDomain,
+    /// A cookie given to [`MemoryJar::insert`](crate::MemoryJar::insert) has
+    /// a path that does not start with `/`.
+    InvalidPath,
 }
 
 impl RejectReason {
     /// Every reason, in the order of their counters.
-    pub const ALL: [RejectReason; 7] = [
+    pub const ALL: [RejectReason; 9] = [
         RejectReason::MissingEquals,
         RejectReason::EmptyName,
-        RejectReason::ControlCharacter,
+        RejectReason::InvalidCharacter,
         RejectReason::DomainMismatch,
         RejectReason::PublicSuffix,
         RejectReason::TooLarge,
         RejectReason::Filtered,
+        RejectReason::InvalidDomain,
+        RejectReason::InvalidPath,
     ];
 
     /// Returns a short, stable, snake_case name for logs and metrics.
@@ -43,11 +53,13 @@ impl RejectReason {
         match self {
             RejectReason::MissingEquals => "missing_equals",
             RejectReason::EmptyName => "empty_name",
-            RejectReason::ControlCharacter => "control_character",
+            RejectReason::InvalidCharacter => "invalid_character",
             RejectReason::DomainMismatch => "domain_mismatch",
             RejectReason::PublicSuffix => "public_suffix",
             RejectReason::TooLarge => "too_large",
             RejectReason::Filtered => "filtered",
+            RejectReason::InvalidDomain => "invalid_domain",
+            RejectReason::InvalidPath => "invalid_path",
         }
     }
 
@@ -58,9 +70,23 @@ impl RejectReason {
 
 impl fmt::Display for RejectReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str(match self {
+            RejectReason::MissingEquals => "the name-value pair has no `=`",
+            RejectReason::EmptyName => "the cookie name is empty",
+            RejectReason::InvalidCharacter => {
+                "the name or value contains a byte the Cookie header cannot carry"
+            }
+            RejectReason::DomainMismatch => "the Domain attribute does not cover the request host",
+            RejectReason::PublicSuffix => "the Domain attribute names a public suffix",
+            RejectReason::TooLarge => "the cookie is larger than the jar's limit",
+            RejectReason::Filtered => "the jar's filter does not accept the cookie name",
+            RejectReason::InvalidDomain => "the domain is empty or not ASCII",
+            RejectReason::InvalidPath => "the path does not start with `/`",
+        })
     }
 }
+
+impl std::error::Error for RejectReason {}
 
 /// A snapshot of a jar's counters, from [`MemoryJar::stats`](crate::MemoryJar::stats).
 ///
@@ -84,6 +110,8 @@ pub struct JarStats {
     pub replayed: u64,
     /// Cookies held right now.
     pub cookies: u64,
+    /// Bytes of names, values and paths held right now.
+    pub bytes: u64,
     pub(crate) rejected: [u64; RejectReason::ALL.len()],
 }
 
