@@ -85,8 +85,9 @@ where
                 Some((OwnedTarget::new(&target), header))
             }
             None => {
+                // The URI is left out of the event: its query may carry a
+                // credential.
                 tracing::debug!(
-                    uri = %request.uri(),
                     "request has no absolute http(s) URI and no usable Host header; \
                      sending it without cookies and not storing its response's cookies"
                 );

@@ -2,8 +2,8 @@
 
 use http::{Request, header::HOST};
 
-/// Where a request goes, as far as cookies are concerned: the host, the path
-/// and whether the connection is secure.
+/// The destination of a request as cookie matching sees it: the host, the
+/// path and whether the connection is secure.
 ///
 /// The middleware builds one from each request with
 /// [`RequestTarget::from_request`]. A custom [`CookieJar`](crate::CookieJar)
@@ -32,7 +32,7 @@ impl<'a> RequestTarget<'a> {
     ///
     /// The host and scheme come from the request's absolute URI. A request in
     /// origin form (`/path` only) takes its host from the `Host` header and
-    /// counts as not secure, because nothing in it says that the connection
+    /// counts as not secure, because nothing in it shows that the connection
     /// uses TLS.
     ///
     /// Returns `None` when the request has neither an absolute URI nor a

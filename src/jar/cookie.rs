@@ -6,7 +6,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-/// A cookie as a jar holds it: name, value and scope.
+/// A cookie as a jar stores it: name, value and scope.
 ///
 /// The value is a credential, so `Debug` and `Display` never show it.
 /// Reading it takes an explicit call to [`Cookie::expose_value`].
@@ -209,7 +209,7 @@ impl fmt::Display for Cookie {
     }
 }
 
-/// What identifies a stored cookie: a new cookie with the same key replaces
+/// The identity of a stored cookie: a new cookie with the same key replaces
 /// it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CookieKey {

@@ -145,7 +145,7 @@ pub(super) fn parent_domains(host: &str) -> impl Iterator<Item = &str> {
         .filter(move |parent| !ip && !parent.is_empty())
 }
 
-/// The default path of RFC 6265 section 5.1.4: the request path up to, not
+/// Returns the default path of RFC 6265 section 5.1.4: the request path up to, not
 /// including, its last `/`, or `/` when that would be empty.
 pub(super) fn default_path(request_path: &str) -> &str {
     if !request_path.starts_with('/') {

@@ -27,7 +27,7 @@ use super::{
 use crate::RequestTarget;
 
 /// Default for [`MemoryJarBuilder::max_cookie_size`], in bytes of name plus
-/// value. RFC 6265 section 6.1 asks for at least 4096 bytes per cookie.
+/// value. RFC 6265 section 6.1 recommends at least 4096 bytes per cookie.
 pub const DEFAULT_MAX_COOKIE_SIZE: usize = 4096;
 /// Default for [`MemoryJarBuilder::max_cookies_per_domain`]. Chromium keeps
 /// 180 cookies per domain.
@@ -66,7 +66,7 @@ const MAX_CACHED_CANDIDATES: usize = 64;
 ///
 /// # Inspection
 ///
-/// [`cookies`](MemoryJar::cookies) lists what the jar holds as [`Cookie`]
+/// [`cookies`](MemoryJar::cookies) lists what the jar contains as [`Cookie`]
 /// values, whose `Debug` and `Display` output redacts the value.
 /// [`insert`](MemoryJar::insert), [`remove`](MemoryJar::remove),
 /// [`remove_domain`](MemoryJar::remove_domain), [`clear`](MemoryJar::clear)
@@ -178,7 +178,7 @@ impl MemoryJarBuilder {
     /// Sets the maximum size of one cookie, counted as the bytes of its name
     /// plus its value. A larger cookie is rejected with
     /// [`RejectReason::TooLarge`]. Defaults to 4096, the minimum RFC 6265
-    /// asks a client to support.
+    /// recommends a client support.
     pub fn max_cookie_size(mut self, bytes: usize) -> Self {
         self.config.max_cookie_size = bytes;
         self
@@ -276,7 +276,7 @@ impl MemoryJar {
         self.lock().cookie_count
     }
 
-    /// Returns whether the jar holds no cookie.
+    /// Returns whether the jar contains no cookie.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -742,7 +742,7 @@ struct State {
     warned: [bool; RejectReason::ALL.len()],
     warned_eviction: bool,
     /// Collects the changes that stores and deletions make, while a mirrored
-    /// jar asks for them.
+    /// jar requests them.
     recording: Option<Vec<CookieChange>>,
 }
 

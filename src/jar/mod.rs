@@ -43,7 +43,7 @@ pub trait CookieJar: Send + Sync {
     /// Returns the `Cookie` header value for a request to `target`, or `None`
     /// when no stored cookie matches.
     ///
-    /// The value holds each matching cookie as `name=value`, separated by
+    /// The value contains each matching cookie as `name=value`, separated by
     /// `"; "`, longest path first and then oldest first. It should be marked
     /// sensitive with [`HeaderValue::set_sensitive`].
     fn cookie_header(&self, target: &RequestTarget<'_>) -> Option<HeaderValue>;

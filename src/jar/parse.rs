@@ -30,7 +30,7 @@ pub(crate) struct ParsedSetCookie<'a> {
     pub(crate) http_only: bool,
 }
 
-/// Why a `Set-Cookie` value could not be parsed.
+/// The reason a `Set-Cookie` value could not be parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ParseError {
     /// The name-value pair has no `=`.
@@ -159,7 +159,8 @@ fn parse_max_age(value: &[u8]) -> Option<i64> {
     Some(if negative { -magnitude } else { magnitude })
 }
 
-/// The delimiter bytes of the cookie-date grammar (RFC 6265 section 5.1.1).
+/// Returns whether `b` is a delimiter of the cookie-date grammar (RFC 6265
+/// section 5.1.1).
 fn is_date_delimiter(b: u8) -> bool {
     matches!(b, 0x09 | 0x20..=0x2f | 0x3b..=0x40 | 0x5b..=0x60 | 0x7b..=0x7e)
 }

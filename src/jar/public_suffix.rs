@@ -3,13 +3,13 @@
 
 use std::{collections::HashSet, fmt, io, path::Path};
 
-/// Where Debian's `publicsuffix` package installs the list.
+/// The path where Debian's `publicsuffix` package installs the list.
 pub const DEBIAN_LIST_PATH: &str = "/usr/share/publicsuffix/public_suffix_list.dat";
 
 /// A loaded public suffix list.
 ///
 /// With a list, a jar rejects a `Domain` attribute that names a public
-/// suffix, as RFC 6265 section 5.3 step 5 asks, so `example.co.uk` cannot set
+/// suffix, as RFC 6265 section 5.3 step 5 requires, so `example.co.uk` cannot set
 /// a cookie for every site under `co.uk`. A `Domain` equal to the request
 /// host is the exception: the cookie then becomes host-only.
 ///
@@ -75,12 +75,12 @@ impl PublicSuffixList {
         list
     }
 
-    /// Returns how many rules the list holds.
+    /// Returns how many rules the list contains.
     pub fn len(&self) -> usize {
         self.rules.len() + self.wildcard_parents.len() + self.exceptions.len()
     }
 
-    /// Returns whether the list holds no rule.
+    /// Returns whether the list contains no rule.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

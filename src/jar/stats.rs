@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-/// Why a jar did not store a `Set-Cookie` value.
+/// The reason a jar did not store a `Set-Cookie` value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum RejectReason {
