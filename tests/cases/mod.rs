@@ -72,7 +72,12 @@ pub fn vector_files(dir: &Path) -> Vec<PathBuf> {
     };
     files.sort();
     if let Ok(extra) = std::env::var("TOWER_STICKY_EXTRA_VECTORS") {
-        files.extend(extra.split(':').filter(|p| !p.is_empty()).map(PathBuf::from));
+        files.extend(
+            extra
+                .split(':')
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from),
+        );
     }
     files
 }
@@ -114,7 +119,11 @@ fn parse_case(case: &Value, file: &Path) -> Case {
                 .as_array()
                 .unwrap_or_else(|| panic!("{context}: a step has no `set_cookie` array"))
                 .iter()
-                .map(|line| line.as_str().expect("Set-Cookie line is a string").to_owned())
+                .map(|line| {
+                    line.as_str()
+                        .expect("Set-Cookie line is a string")
+                        .to_owned()
+                })
                 .collect(),
         })
         .collect();
@@ -161,7 +170,10 @@ where
         service_fn(move |request: Request<()>| {
             let mut cookies = request.headers().get_all(header::COOKIE).iter();
             let first = cookies.next().cloned();
-            assert!(cookies.next().is_none(), "the middleware sent two Cookie headers");
+            assert!(
+                cookies.next().is_none(),
+                "the middleware sent two Cookie headers"
+            );
             *recorded.lock().unwrap() = first;
             let mut response = Response::new(());
             for value in script.lock().unwrap().drain(..) {
@@ -175,7 +187,10 @@ where
     for step in &case.steps {
         let lines = step.set_cookie.iter().map(|line| {
             HeaderValue::from_bytes(line.as_bytes()).unwrap_or_else(|error| {
-                panic!("case {}: Set-Cookie {line:?} is not a header value: {error}", case.id)
+                panic!(
+                    "case {}: Set-Cookie {line:?} is not a header value: {error}",
+                    case.id
+                )
             })
         });
         script.lock().unwrap().extend(lines);
