@@ -182,3 +182,8 @@ pub use jar::{CookieJar, JarStats, MemoryJar, MemoryJarBuilder, RejectReason};
 pub use layer::StickyLayer;
 pub use service::Sticky;
 pub use target::RequestTarget;
+
+// Compiles the README's examples as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
