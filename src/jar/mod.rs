@@ -15,6 +15,9 @@ mod filter;
 mod host;
 mod memory;
 pub(crate) mod parse;
+#[cfg(feature = "persist")]
+#[cfg_attr(docsrs, doc(cfg(feature = "persist")))]
+pub mod persist;
 #[cfg(feature = "public-suffix")]
 mod public_suffix;
 mod stats;
@@ -24,6 +27,10 @@ pub use filter::CookieFilter;
 #[cfg(feature = "public-suffix")]
 #[cfg_attr(docsrs, doc(cfg(feature = "public-suffix")))]
 pub use public_suffix::{DEBIAN_LIST_PATH, PublicSuffixList};
+#[cfg(feature = "persist")]
+#[cfg_attr(docsrs, doc(cfg(feature = "persist")))]
+#[doc(no_inline)]
+pub use persist::{LoadReport, PersistError, SaveOptions};
 
 pub use memory::{
     DEFAULT_MAX_COOKIE_SIZE, DEFAULT_MAX_COOKIES, DEFAULT_MAX_COOKIES_PER_DOMAIN, MemoryJar,
