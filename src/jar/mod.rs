@@ -24,13 +24,13 @@ mod stats;
 
 pub use cookie::{Cookie, CookieChange, CookieKey};
 pub use filter::CookieFilter;
-#[cfg(feature = "public-suffix")]
-#[cfg_attr(docsrs, doc(cfg(feature = "public-suffix")))]
-pub use public_suffix::{DEBIAN_LIST_PATH, PublicSuffixList};
 #[cfg(feature = "persist")]
 #[cfg_attr(docsrs, doc(cfg(feature = "persist")))]
 #[doc(no_inline)]
 pub use persist::{LoadReport, PersistError, SaveOptions};
+#[cfg(feature = "public-suffix")]
+#[cfg_attr(docsrs, doc(cfg(feature = "public-suffix")))]
+pub use public_suffix::{DEBIAN_LIST_PATH, PublicSuffixList};
 
 pub use memory::{
     DEFAULT_MAX_COOKIE_SIZE, DEFAULT_MAX_COOKIES, DEFAULT_MAX_COOKIES_PER_DOMAIN, MemoryJar,

@@ -45,13 +45,13 @@
 //! returned [`LoadReport`] counts what was loaded, skipped and rejected.
 //!
 //! Cookies are stored oldest first, so that a jar that was empty before the
-//! load sends them in the saved order. A loaded cookie comes after the
-//! cookies the jar already held with the same path length.
+//! load sends them in the saved order. A loaded cookie that replaces none
+//! comes after the cookies the jar already held with the same path length.
 //!
 //! A file that is not valid JSON, was written by a newer format version or
-//! contains an invalid cookie is rejected as a whole before any cookie is
-//! stored, with a [`PersistError`] that names the line and column, the
-//! version, or the cookie's index and field.
+//! contains an invalid cookie is rejected as a whole, before any cookie is
+//! stored. The [`PersistError`] names the line and column, the version, or
+//! the cookie's index and field.
 //!
 //! # Format
 //!
@@ -175,7 +175,7 @@ pub struct LoadReport {
 #[cfg_attr(docsrs, doc(cfg(feature = "persist")))]
 pub enum PersistError {
     /// Reading or writing failed.
-    #[error("failed to {operation} {}: {source}", Location(.path))]
+    #[error("failed to {operation} {}: {source}", IoTarget(.path, .operation))]
     Io {
         /// The file, or `None` for a reader or writer.
         path: Option<PathBuf>,
@@ -286,7 +286,7 @@ impl PersistError {
     }
 }
 
-/// Shows an error's path, or names the reader or writer when it has none.
+/// Shows an error's path, or names the JSON input when it has none.
 struct Location<'a>(&'a Option<PathBuf>);
 
 impl fmt::Display for Location<'_> {
@@ -294,6 +294,20 @@ impl fmt::Display for Location<'_> {
         match self.0 {
             Some(path) => write!(f, "`{}`", path.display()),
             None => f.write_str("the JSON input"),
+        }
+    }
+}
+
+/// Shows the path of an I/O error, or names the JSON input or output when
+/// it has none.
+struct IoTarget<'a>(&'a Option<PathBuf>, &'a str);
+
+impl fmt::Display for IoTarget<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.0, self.1) {
+            (Some(_), _) => Location(self.0).fmt(f),
+            (None, "read") => f.write_str("the JSON input"),
+            (None, _) => f.write_str("the JSON output"),
         }
     }
 }
@@ -694,7 +708,7 @@ impl MemoryJar {
     /// ([`PersistError::Io`]), is not JSON of the expected shape
     /// ([`PersistError::Json`]), is not a jar ([`PersistError::NotAJar`]),
     /// has another format version ([`PersistError::UnsupportedVersion`]) or
-    /// holds a cookie with an invalid field ([`PersistError::InvalidCookie`]).
+    /// contains a cookie with an invalid field ([`PersistError::InvalidCookie`]).
     pub fn load_json<R: Read>(&self, mut reader: R) -> Result<LoadReport, PersistError> {
         let mut json = Vec::new();
         reader
@@ -1126,6 +1140,42 @@ mod tests {
             "{error:?}"
         );
         assert!(error.to_string().contains("`expires`"), "{error}");
+    }
+
+    /// A writer that fails on every write.
+    struct BrokenWriter;
+
+    impl Write for BrokenWriter {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::Error::other("device unplugged"))
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn writer_error_names_output() {
+        let error = varied_jar()
+            .save_json(BrokenWriter, &SaveOptions::default())
+            .unwrap_err();
+
+        assert!(
+            matches!(
+                &error,
+                PersistError::Io {
+                    path: None,
+                    operation: "write",
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert_eq!(
+            error.to_string(),
+            "failed to write the JSON output: device unplugged"
+        );
     }
 
     #[test]
