@@ -142,6 +142,51 @@
 //! [`RejectReason`]. A value with control characters is rejected, so a stored
 //! cookie can never make the next request's `Cookie` header invalid.
 //!
+//! # Limits
+//!
+//! By default a jar keeps at most 4096 bytes of name and value per cookie,
+//! 180 cookies per domain and 3000 in all, and ignores an attribute value
+//! longer than 1024 bytes. [`MemoryJarBuilder`] changes the limits. A larger
+//! cookie is rejected. Past a count limit, the least recently used cookie is
+//! evicted, first within its domain, then across the jar, and
+//! [`MemoryJar::stats`] counts each rejection and eviction.
+//!
+//! # Filters
+//!
+//! [`MemoryJarBuilder::filter`] keeps only the cookies a
+//! [`CookieFilter`](jar::CookieFilter) accepts: an allow-list, a deny-list, a
+//! predicate, or a preset for a load balancer (`aws_alb`, `aws_elb`,
+//! `ingress_nginx`, `haproxy`, `nginx_sticky`, `digitalocean`, `traefik`, or
+//! `load_balancers` for all of them). Other cookies are neither stored nor
+//! replayed, and count as [`RejectReason::Filtered`].
+//!
+//! # Inspection
+//!
+//! [`MemoryJar::cookies`] lists the stored cookies as [`Cookie`](jar::Cookie)
+//! values whose `Debug` and `Display` output hides the value;
+//! [`Cookie::expose_value`](jar::Cookie::expose_value) reads it.
+//! [`MemoryJar::insert`] starts from a session obtained elsewhere, and
+//! `remove`, `remove_key`, `remove_domain`, `clear` and `purge_expired`
+//! change the jar.
+//!
+//! # Persistence
+//!
+//! With the `persist` feature, `MemoryJar::save_to_file` writes the jar as
+//! versioned JSON, atomically, and `MemoryJar::load_from_file` loads it
+//! through the jar's limits and filter, so a restarted client's first request
+//! carries the same `Cookie` header. Session cookies are saved too unless
+//! the options leave them out. The `jar::persist` module documents the
+//! format.
+//!
+//! # Public suffixes
+//!
+//! With the `public-suffix` feature and a `jar::PublicSuffixList` loaded from
+//! <https://publicsuffix.org> or Debian's `publicsuffix` package, a jar
+//! rejects a `Domain` attribute that names a public suffix such as `co.uk`,
+//! so one site cannot set cookies for every site under it. A `Domain` equal
+//! to the request host makes a host-only cookie instead. The crate ships no
+//! list, so builds never need the network.
+//!
 //! # Secrets
 //!
 //! Cookie values are credentials. The crate never logs them, and the `Debug`
@@ -166,6 +211,17 @@
 //!
 //! [tower]: https://docs.rs/tower
 
+#![cfg_attr(
+    feature = "mirror",
+    doc = r#"
+# Sharing a jar between processes
+
+With the `mirror` feature, [`remote::MirroredJar`] answers requests from a
+local [`MemoryJar`] and keeps it in step with other processes through a
+remote store; the `redis` feature adds [`remote::RedisBackend`]. The
+[`remote`] module states the consistency model: eventual, last write wins.
+"#
+)]
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 #![warn(rust_2018_idioms, unreachable_pub, missing_debug_implementations)]
@@ -174,12 +230,21 @@
 pub mod future;
 pub mod jar;
 mod layer;
+#[cfg(feature = "mirror")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mirror")))]
+pub mod remote;
 mod service;
 mod target;
 
 pub use future::ResponseFuture;
 pub use jar::{CookieJar, JarStats, MemoryJar, MemoryJarBuilder, RejectReason};
 pub use layer::StickyLayer;
+#[cfg(feature = "mirror")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mirror")))]
+pub use remote::MirroredJar;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use remote::RedisBackend;
 pub use service::Sticky;
 pub use target::RequestTarget;
 

@@ -22,7 +22,7 @@ use super::{
         BuildFxHasher, HostKey, HostQuery, default_path, domain_matches, parent_domains,
         path_matches,
     },
-    parse::{ParseError, parse_set_cookie},
+    parse::{MAX_ATTRIBUTE_VALUE_LEN, ParseError, parse_set_cookie},
 };
 use crate::RequestTarget;
 
@@ -422,7 +422,6 @@ impl MemoryJar {
     /// stores and deletions they made, for a mirrored jar to publish.
     /// Evictions and expiry are local and are not returned.
     #[cfg(feature = "mirror")]
-    #[allow(dead_code)]
     pub(crate) fn store_recording(
         &self,
         target: &RequestTarget<'_>,
@@ -438,7 +437,6 @@ impl MemoryJar {
     /// Applies a change that another process published. Returns an error
     /// when this jar's checks reject the stored cookie.
     #[cfg(feature = "mirror")]
-    #[allow(dead_code)]
     pub(crate) fn apply_change(
         &self,
         change: CookieChange,
@@ -1047,7 +1045,10 @@ impl State {
         {
             return Err(RejectReason::InvalidDomain);
         }
-        if cookie.path.first() != Some(&b'/') || !header_safe(&cookie.path) {
+        if cookie.path.first() != Some(&b'/')
+            || cookie.path.len() > MAX_ATTRIBUTE_VALUE_LEN
+            || !header_safe(&cookie.path)
+        {
             return Err(RejectReason::InvalidPath);
         }
         if cookie.name.len() + cookie.value.len() > config.max_cookie_size {

@@ -114,7 +114,15 @@ pub(crate) fn parse_set_cookie(header: &[u8]) -> Result<ParsedSetCookie<'_>, Par
     Ok(cookie)
 }
 
+/// Longest attribute value the parser uses. RFC 6265bis section 5.6 has user
+/// agents ignore a longer one, which keeps a hostile `Path` or `Domain` from
+/// growing the jar past its cookie size limit.
+pub(crate) const MAX_ATTRIBUTE_VALUE_LEN: usize = 1024;
+
 fn apply_attribute<'a>(cookie: &mut ParsedSetCookie<'a>, key: &[u8], value: &'a [u8]) {
+    if value.len() > MAX_ATTRIBUTE_VALUE_LEN {
+        return;
+    }
     if key.eq_ignore_ascii_case(b"expires") {
         if let Some(ms) = parse_cookie_date(value) {
             cookie.expires_ms = Some(ms);
@@ -366,6 +374,19 @@ mod tests {
             parse("a=b; Max-Age=99999999999999999999999").max_age,
             Some(i64::MAX)
         );
+    }
+
+    #[test]
+    fn overlong_attribute_values_ignored() {
+        let too_long = "p".repeat(MAX_ATTRIBUTE_VALUE_LEN);
+        let header = format!("a=b; Path=/{too_long}");
+        assert_eq!(parse(&header).path, None);
+        let header = format!("a=b; Domain={too_long}.example");
+        assert_eq!(parse(&header).domain, None);
+
+        let longest = format!("/{}", "p".repeat(MAX_ATTRIBUTE_VALUE_LEN - 1));
+        let header = format!("a=b; Path={longest}");
+        assert_eq!(parse(&header).path, Some(longest.as_bytes()));
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub enum RejectReason {
     /// an empty domain or one that is not ASCII.
     InvalidDomain,
     /// A cookie given to [`MemoryJar::insert`](crate::MemoryJar::insert) has
-    /// a path that does not start with `/`.
+    /// a path that does not start with `/` or is longer than 1024 bytes.
     InvalidPath,
 }
 
@@ -81,7 +81,7 @@ impl fmt::Display for RejectReason {
             RejectReason::TooLarge => "the cookie is larger than the jar's limit",
             RejectReason::Filtered => "the jar's filter does not accept the cookie name",
             RejectReason::InvalidDomain => "the domain is empty or not ASCII",
-            RejectReason::InvalidPath => "the path does not start with `/`",
+            RejectReason::InvalidPath => "the path does not start with `/` or is over 1024 bytes",
         })
     }
 }
