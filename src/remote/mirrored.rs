@@ -31,7 +31,7 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A cookie jar shared with other processes through a [`RemoteBackend`].
 ///
-/// Requests are answered from a local [`MemoryJar`], with its limits, filter
+/// Requests are served from a local [`MemoryJar`], with its limits, filter
 /// and RFC 6265 rules, so [`cookie_header`](CookieJar::cookie_header) and
 /// [`store`](CookieJar::store) never wait on the network. A store records
 /// the changes it made in a pending map; a background task publishes them,
@@ -133,7 +133,7 @@ impl std::error::Error for FlushTimeout {}
 
 impl<B: RemoteBackend> MirroredJarBuilder<B> {
     /// Uses `jar` for the local copy, with its limits, filter and public
-    /// suffix list. Cookies it already holds count as older than any remote
+    /// suffix list. Cookies it already contains count as older than any remote
     /// copy: a remote cookie with the same key replaces them, and the others
     /// are published at the first load. Defaults to [`MemoryJar::new`].
     ///
@@ -315,7 +315,7 @@ impl<B: RemoteBackend> MirroredJar<B> {
         }
     }
 
-    /// Returns whether the remote store answered the last operation: false
+    /// Returns whether the last remote operation succeeded: false
     /// during an outage, from the first failure to the next success.
     pub fn is_connected(&self) -> bool {
         !self.shared.in_outage()
@@ -332,12 +332,12 @@ impl<B: RemoteBackend> MirroredJar<B> {
         self.shared.jar.get(domain, path, name)
     }
 
-    /// Returns how many cookies the local copy holds.
+    /// Returns how many cookies the local copy contains.
     pub fn len(&self) -> usize {
         self.shared.jar.len()
     }
 
-    /// Returns whether the local copy holds no cookie.
+    /// Returns whether the local copy contains no cookie.
     pub fn is_empty(&self) -> bool {
         self.shared.jar.is_empty()
     }
@@ -353,19 +353,21 @@ impl<B: RemoteBackend> MirroredJar<B> {
     pub fn insert(&self, cookie: Cookie) -> Result<(), RejectReason> {
         let now_ms = unix_time_ms();
         let mut sync = self.shared.lock_sync();
-        if cookie.expires_ms.is_some_and(|expires| expires <= now_ms) {
+        let wake = if cookie.expires_ms.is_some_and(|expires| expires <= now_ms) {
             let key = cookie.key();
-            if self.shared.jar.remove_key(&key) {
-                self.shared
-                    .queue_local(&mut sync, CookieChange::Removed(key), now_ms);
-            }
+            self.shared.jar.remove_key(&key)
+                && self
+                    .shared
+                    .queue_local(&mut sync, CookieChange::Removed(key), now_ms)
         } else {
             self.shared.jar.insert(cookie.clone())?;
             self.shared
-                .queue_local(&mut sync, CookieChange::Stored(cookie), now_ms);
-        }
+                .queue_local(&mut sync, CookieChange::Stored(cookie), now_ms)
+        };
         drop(sync);
-        self.shared.wake.notify_one();
+        if wake {
+            self.shared.wake.notify_one();
+        }
         Ok(())
     }
 
@@ -375,12 +377,14 @@ impl<B: RemoteBackend> MirroredJar<B> {
         let now_ms = unix_time_ms();
         let mut sync = self.shared.lock_sync();
         let removed = self.shared.jar.remove_key(key);
-        if removed {
-            self.shared
+        let wake = removed
+            && self
+                .shared
                 .queue_local(&mut sync, CookieChange::Removed(key.clone()), now_ms);
-        }
         drop(sync);
-        self.shared.wake.notify_one();
+        if wake {
+            self.shared.wake.notify_one();
+        }
         removed
     }
 
@@ -429,17 +433,19 @@ impl<B: RemoteBackend> CookieJar for MirroredJar<B> {
             return;
         }
         let now_ms = unix_time_ms();
+        let mut wake = false;
         {
             let mut sync = self.shared.lock_sync();
             let changes = self.shared.jar.store_recording(target, &mut values, now_ms);
-            if changes.is_empty() {
-                return;
-            }
             for change in changes {
-                self.shared.queue_local(&mut sync, change, now_ms);
+                wake |= self.shared.queue_local(&mut sync, change, now_ms);
             }
         }
-        self.shared.wake.notify_one();
+        // A rotating cookie that is already pending needs no wake-up, which
+        // keeps a cross-thread wake-up off most requests.
+        if wake {
+            self.shared.wake.notify_one();
+        }
     }
 }
 

@@ -28,9 +28,9 @@
 //!
 //! - **Eventual.** A process applies its own responses' cookies to its local
 //!   jar at once. It publishes them from a background task, and the other
-//!   processes apply them when the backend delivers them, usually a few
-//!   milliseconds later on a local network. Until then they keep sending the
-//!   cookies they had.
+//!   processes apply them when the backend delivers them (`benches/mirror.rs`
+//!   measures that delay over Redis on loopback). Until then they keep
+//!   sending the cookies they had.
 //! - **Last write wins, by version.** Each change carries a [`Version`]: the
 //!   Unix time in milliseconds of the write, a counter for writes within one
 //!   millisecond, and a random id of the writing process to break ties. A

@@ -1,4 +1,4 @@
-//! How the Redis backend lays out keys, and the JSON record of a change.
+//! The Redis backend's key layout, and the JSON record of a change.
 
 use std::fmt;
 
@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::{RemoteChange, Version};
 use crate::jar::{Cookie, CookieChange, CookieKey};
 
-/// Where a jar's cookies live in Redis: keys and channel under one prefix.
+/// The Redis keys and channel of a shared jar, all under one prefix.
 #[derive(Debug, Clone)]
 pub(crate) struct KeyLayout {
     prefix: String,
@@ -192,8 +192,8 @@ pub(crate) fn encode(change: &RemoteChange, as_deletion: bool) -> serde_json::Re
     serde_json::to_string(&record)
 }
 
-/// Why a record could not be decoded. It never contains the record's text,
-/// which may hold a cookie value.
+/// The reason a record could not be decoded. It never contains the
+/// record's text, which may include a cookie value.
 #[derive(Debug)]
 pub(crate) enum DecodeError {
     /// The JSON is invalid or does not have the record's shape.

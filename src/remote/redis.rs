@@ -34,14 +34,14 @@ const DEFAULT_CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
 const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Keys a `SCAN` call asks for, and keys an `MGET` call reads.
+/// Keys requested per `SCAN` call, and keys read per `MGET` call.
 const SCAN_BATCH: usize = 500;
 
-/// Stores a record and publishes it, unless the key holds a version that is
-/// newer or equal. Redis runs a script atomically, like `MULTI`/`EXEC`, and
+/// Stores a record and publishes it, unless the key already has a version
+/// that is newer or equal. Redis runs a script atomically, like `MULTI`/`EXEC`, and
 /// the script can compare versions, which a transaction cannot.
 ///
-/// `KEYS[1]` is the cookie key. `ARGV` holds the version's milliseconds,
+/// `KEYS[1]` is the cookie key. `ARGV` contains the version's milliseconds,
 /// counter and origin (16 hexadecimal digits, so that string order is
 /// number order), the record, `PXAT` or `PX` with its argument in
 /// milliseconds, and the channel. Returns 1 when it stored the record, 0
@@ -108,7 +108,7 @@ return 1
 /// # Publishing
 ///
 /// One Lua script stores the record and publishes it, atomically, and only
-/// when the key holds no newer version. Every process, and every process
+/// when the key has no newer version. Every process, and every process
 /// that loads later, therefore sees the same last write.
 ///
 /// Loading reads the keys with `SCAN` and `MGET`. `SCAN` walks the whole
@@ -178,7 +178,7 @@ impl RedisBackend {
         self.layout.channel()
     }
 
-    /// Returns the Redis key that holds the cookie with this key.
+    /// Returns the Redis key that stores the cookie with this key.
     pub fn cookie_key(&self, key: &CookieKey) -> String {
         self.layout.cookie_key(key)
     }
@@ -255,7 +255,7 @@ impl RedisBackendBuilder {
         self
     }
 
-    /// Sets how long Redis may take to answer a command. Defaults to 2
+    /// Sets how long Redis may take to respond to a command. Defaults to 2
     /// seconds.
     pub fn response_timeout(mut self, timeout: Duration) -> Self {
         self.response_timeout = timeout;

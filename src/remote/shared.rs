@@ -60,7 +60,7 @@ pub(crate) struct Shared<B> {
 /// The lock order is this lock first, then the jar's.
 pub(crate) struct SyncState {
     clock: VersionClock,
-    /// The newest version this process knows for each cookie.
+    /// The newest version this process has seen for each cookie.
     versions: HashMap<CookieKey, Known>,
     /// Local changes waiting to be published, one per cookie.
     pending: HashMap<CookieKey, RemoteChange>,
@@ -157,27 +157,38 @@ impl<B> Shared<B> {
 
     /// Gives a local change a version and queues it for publishing. The
     /// caller holds the sync lock across the jar change that made it.
-    pub(crate) fn queue_local(&self, sync: &mut SyncState, change: CookieChange, now_ms: i64) {
+    ///
+    /// Returns whether the publishing task needs a wake-up: a change that
+    /// replaced a pending one is already on its list.
+    pub(crate) fn queue_local(
+        &self,
+        sync: &mut SyncState,
+        change: CookieChange,
+        now_ms: i64,
+    ) -> bool {
         let version = sync.clock.tick(now_ms);
         let key = change_key(&change);
-        let deleted_at = matches!(change, CookieChange::Removed(_)).then(Instant::now);
-        sync.versions.insert(
-            key.clone(),
-            Known {
-                version,
-                deleted_at,
-            },
-        );
-        self.enqueue(sync, key, RemoteChange::new(version, change));
+        let known = Known {
+            version,
+            deleted_at: matches!(change, CookieChange::Removed(_)).then(Instant::now),
+        };
+        match sync.versions.get_mut(&key) {
+            Some(slot) => *slot = known,
+            None => {
+                sync.versions.insert(key.clone(), known);
+            }
+        }
+        self.enqueue(sync, key, RemoteChange::new(version, change))
     }
 
     /// Puts a change in the pending map: it replaces a pending change to the
-    /// same cookie, and is dropped when the map is full.
-    fn enqueue(&self, sync: &mut SyncState, key: CookieKey, change: RemoteChange) {
+    /// same cookie, and is dropped when the map is full. Returns whether it
+    /// added a cookie to the map.
+    fn enqueue(&self, sync: &mut SyncState, key: CookieKey, change: RemoteChange) -> bool {
         if let Some(slot) = sync.pending.get_mut(&key) {
             *slot = change;
             Counters::add(&self.counters.coalesced, 1);
-            return;
+            return false;
         }
         if sync.pending.len() + sync.in_flight >= self.config.max_pending {
             Counters::add(&self.counters.dropped, 1);
@@ -197,9 +208,10 @@ impl<B> Shared<B> {
                     "dropped a cookie change: too many changes wait to be published"
                 );
             }
-            return;
+            return false;
         }
         sync.pending.insert(key, change);
+        true
     }
 
     /// Applies a change from the remote store if it is newer than the local
@@ -244,7 +256,7 @@ impl<B> Shared<B> {
 
     /// Merges the full remote state after a load: applies what is newer
     /// than the local copy, and queues for publishing the local changes the
-    /// store lacks or holds in an older version.
+    /// store lacks or has in an older version.
     pub(crate) fn merge_loaded(&self, entries: Vec<RemoteChange>, now_ms: i64) {
         let mut sync = self.lock_sync();
         let mut remote = HashMap::with_capacity(entries.len());
@@ -269,7 +281,7 @@ impl<B> Shared<B> {
                 continue;
             }
             let change = if known.deleted_at.is_some() {
-                // Only a store that holds an older copy needs the deletion.
+                // Only a store that still has an older copy needs the deletion.
                 if remote_version.is_none() {
                     continue;
                 }
@@ -345,7 +357,7 @@ impl<B> Shared<B> {
         }
     }
 
-    /// Forgets the versions of cookies the jar no longer holds and of old
+    /// Drops the versions of cookies the jar no longer contains and of old
     /// deletions, so that the version map stays as small as the jar.
     pub(crate) fn prune_versions(&self) {
         let mut sync = self.lock_sync();
@@ -408,5 +420,109 @@ impl<B> Shared<B> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jar::Cookie;
+
+    fn shared() -> Shared<()> {
+        let config = Config {
+            load_timeout: Duration::from_secs(1),
+            coalesce_interval: Duration::from_millis(100),
+            max_pending: 10,
+            retry_min_delay: Duration::from_millis(10),
+            retry_max_delay: Duration::from_millis(100),
+            operation_timeout: Duration::from_secs(1),
+            shutdown_timeout: Duration::from_secs(1),
+        };
+        Shared::new(MemoryJar::new(), (), config, 7)
+    }
+
+    fn stored(name: &str) -> CookieChange {
+        CookieChange::Stored(Cookie::new(name, "v", "api.test"))
+    }
+
+    #[test]
+    fn prune_forgets_evicted_cookies() {
+        let shared = shared();
+        let cookie = Cookie::new("gone", "v", "api.test");
+        let key = cookie.key();
+        shared.jar.insert(cookie).expect("valid cookie");
+        {
+            let mut sync = shared.lock_sync();
+            shared.queue_local(&mut sync, stored("gone"), 1_000);
+            sync.pending.clear();
+        }
+        // The jar evicts it without telling the mirror.
+        shared.jar.remove_key(&key);
+        shared.prune_versions();
+        assert!(!shared.lock_sync().versions.contains_key(&key));
+    }
+
+    #[test]
+    fn prune_keeps_live_and_pending() {
+        let shared = shared();
+        let live = Cookie::new("live", "v", "api.test");
+        shared.jar.insert(live.clone()).expect("valid cookie");
+        {
+            let mut sync = shared.lock_sync();
+            shared.queue_local(&mut sync, stored("live"), 1_000);
+            shared.queue_local(&mut sync, stored("pending"), 1_000);
+        }
+        shared.prune_versions();
+        let sync = shared.lock_sync();
+        assert!(sync.versions.contains_key(&live.key()));
+        assert!(
+            sync.versions
+                .contains_key(&Cookie::new("pending", "v", "api.test").key())
+        );
+    }
+
+    #[test]
+    fn prune_keeps_recent_deletion() {
+        let shared = shared();
+        let key = Cookie::new("deleted", "v", "api.test").key();
+        {
+            let mut sync = shared.lock_sync();
+            shared.queue_local(&mut sync, CookieChange::Removed(key.clone()), 1_000);
+            sync.pending.clear();
+        }
+        shared.prune_versions();
+        assert!(shared.lock_sync().versions.contains_key(&key));
+    }
+
+    #[test]
+    fn coalesced_change_needs_no_wake() {
+        let shared = shared();
+        let mut sync = shared.lock_sync();
+        assert!(shared.queue_local(&mut sync, stored("a"), 1_000));
+        assert!(!shared.queue_local(&mut sync, stored("a"), 1_001));
+        assert_eq!(sync.pending.len(), 1);
+        assert_eq!(Counters::read(&shared.counters.coalesced), 1);
+    }
+
+    #[test]
+    fn requeue_skips_superseded_change() {
+        let shared = shared();
+        let (batch, _) = {
+            let mut sync = shared.lock_sync();
+            shared.queue_local(&mut sync, stored("a"), 1_000);
+            drop(sync);
+            shared.take_due(Instant::now(), &HashMap::new(), false)
+        };
+        assert_eq!(batch.len(), 1);
+        {
+            let mut sync = shared.lock_sync();
+            shared.queue_local(&mut sync, stored("a"), 2_000);
+        }
+        shared.requeue(batch);
+        let sync = shared.lock_sync();
+        assert_eq!(sync.in_flight, 0);
+        let pending: Vec<&RemoteChange> = sync.pending.values().collect();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].version.unix_ms(), 2_000);
     }
 }

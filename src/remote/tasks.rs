@@ -28,7 +28,7 @@ use super::{
 };
 use crate::jar::CookieKey;
 
-/// How often the receiving task forgets versions the jar no longer needs.
+/// How often the receiving task drops versions the jar no longer needs.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Why a remote operation failed: the backend's error, or the jar's timeout.
@@ -41,7 +41,7 @@ impl<E: fmt::Display> fmt::Display for Failure<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Failure::Backend(error) => error.fmt(f),
-            Failure::TimedOut(limit) => write!(f, "no answer within {limit:?}"),
+            Failure::TimedOut(limit) => write!(f, "timed out after {limit:?}"),
         }
     }
 }
