@@ -216,9 +216,9 @@
     doc = r#"
 # Sharing a jar between processes
 
-With the `mirror` feature, [`remote::MirroredJar`] answers requests from a
+With the `mirror` feature, [`remote::MirroredJar`] serves requests from a
 local [`MemoryJar`] and keeps it in step with other processes through a
-remote store; the `redis` feature adds [`remote::RedisBackend`]. The
+remote store; the `redis` feature adds `remote::RedisBackend`. The
 [`remote`] module states the consistency model: eventual, last write wins.
 "#
 )]

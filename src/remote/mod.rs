@@ -3,7 +3,7 @@
 //! A [`MirroredJar`] serves every request from a local [`MemoryJar`], so
 //! the request path never waits on the network, and keeps that jar in step
 //! with the other processes through a [`RemoteBackend`]: Redis with the
-//! `redis` feature ([`RedisBackend`]), or a store you connect yourself.
+//! `redis` feature (`RedisBackend`), or a store you connect yourself.
 //! Give every client of a fleet a mirrored jar with the same key prefix, and
 //! the sticky cookie that one of them receives pins the others to the same
 //! backend.
