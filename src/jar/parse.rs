@@ -62,27 +62,97 @@ fn trim_wsp(mut bytes: &[u8]) -> &[u8] {
     bytes
 }
 
-fn has_control_character(bytes: &[u8]) -> bool {
-    bytes.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
+fn is_control_character(b: u8) -> bool {
+    (b < 0x20 && b != b'\t') || b == 0x7f
+}
+
+/// `0x01` in every byte of a word.
+const LOW_BITS: u64 = u64::from_ne_bytes([0x01; 8]);
+/// `0x80` in every byte of a word.
+const HIGH_BITS: u64 = u64::from_ne_bytes([0x80; 8]);
+
+/// Returns whether a byte of `word` is below `0x20`, `0x7f` or `;`: a byte
+/// that [`scan_pair`] must look at one by one. The result is exact for the
+/// word as a whole, not per byte.
+fn word_needs_bytewise_scan(word: u64) -> bool {
+    // A byte's high bit survives `byte - n` and `!byte` only when the byte
+    // is below `n` (for `n <= 0x80`), so this tests for a byte below 0x20.
+    let below_space = word.wrapping_sub(LOW_BITS * 0x20) & !word & HIGH_BITS;
+    let semicolon = zero_bytes(word ^ (LOW_BITS * u64::from(b';')));
+    let delete = zero_bytes(word ^ (LOW_BITS * 0x7f));
+    below_space | semicolon | delete != 0
+}
+
+/// Returns the high bit of each byte of `word` that is zero. Below the
+/// lowest zero byte no bit is set, so in a word loaded little-endian the
+/// lowest set bit marks the first zero byte.
+fn zero_bytes(word: u64) -> u64 {
+    word.wrapping_sub(LOW_BITS) & !word & HIGH_BITS
+}
+
+/// Finds the first `needle` in `haystack`, eight bytes at a time.
+fn find_byte(haystack: &[u8], needle: u8) -> Option<usize> {
+    let pattern = LOW_BITS * u64::from(needle);
+    let mut words = haystack.chunks_exact(8);
+    let mut start = 0;
+    for word in &mut words {
+        let word = u64::from_le_bytes(word.try_into().expect("chunk of 8 bytes"));
+        let found = zero_bytes(word ^ pattern);
+        if found != 0 {
+            return Some(start + found.trailing_zeros() as usize / 8);
+        }
+        start += 8;
+    }
+    let rest = words.remainder().iter().position(|&b| b == needle)?;
+    Some(start + rest)
+}
+
+/// Finds the end of the name-value pair, the first `;` or the end of the
+/// header, and whether the pair contains a control character.
+///
+/// Cookie values are long runs of ordinary bytes, so the scan tests eight
+/// bytes at a time and looks at single bytes only in words that contain a
+/// `;` or a control character.
+fn scan_pair(header: &[u8]) -> (usize, bool) {
+    let mut has_control = false;
+    let mut start = 0;
+    let mut words = header.chunks_exact(8);
+    for word in &mut words {
+        let bytes: [u8; 8] = word.try_into().expect("chunk of 8 bytes");
+        if word_needs_bytewise_scan(u64::from_ne_bytes(bytes)) {
+            for (offset, &b) in bytes.iter().enumerate() {
+                if b == b';' {
+                    return (start + offset, has_control);
+                }
+                has_control |= is_control_character(b);
+            }
+        }
+        start += 8;
+    }
+    for (offset, &b) in words.remainder().iter().enumerate() {
+        if b == b';' {
+            return (start + offset, has_control);
+        }
+        has_control |= is_control_character(b);
+    }
+    (header.len(), has_control)
 }
 
 /// Parses one `Set-Cookie` header value (RFC 6265 section 5.2).
 pub(crate) fn parse_set_cookie(header: &[u8]) -> Result<ParsedSetCookie<'_>, ParseError> {
-    let (pair, mut attributes) = match header.iter().position(|&b| b == b';') {
-        Some(at) => (&header[..at], &header[at..]),
-        None => (header, &header[header.len()..]),
-    };
+    let (pair_end, pair_has_control) = scan_pair(header);
+    let (pair, mut attributes) = header.split_at(pair_end);
 
-    let equals = pair
-        .iter()
-        .position(|&b| b == b'=')
-        .ok_or(ParseError::MissingEquals)?;
+    let equals = find_byte(pair, b'=').ok_or(ParseError::MissingEquals)?;
     let name = trim_wsp(&pair[..equals]);
     let value = trim_wsp(&pair[equals + 1..]);
     if name.is_empty() {
         return Err(ParseError::EmptyName);
     }
-    if has_control_character(name) || has_control_character(value) {
+    // Trimming removes only spaces and tabs, and the `=` between name and
+    // value is no control character, so a control character anywhere in the
+    // pair lies in the name or the value.
+    if pair_has_control {
         return Err(ParseError::InvalidCharacter);
     }
 
@@ -100,11 +170,11 @@ pub(crate) fn parse_set_cookie(header: &[u8]) -> Result<ParsedSetCookie<'_>, Par
     // Each attribute runs from one `;` to the next. `attributes` starts at a
     // `;` or is empty.
     while let [b';', rest @ ..] = attributes {
-        let end = rest.iter().position(|&b| b == b';').unwrap_or(rest.len());
+        let end = find_byte(rest, b';').unwrap_or(rest.len());
         let attribute = &rest[..end];
         attributes = &rest[end..];
 
-        let (key, value) = match attribute.iter().position(|&b| b == b'=') {
+        let (key, value) = match find_byte(attribute, b'=') {
             Some(at) => (trim_wsp(&attribute[..at]), trim_wsp(&attribute[at + 1..])),
             None => (trim_wsp(attribute), &attribute[attribute.len()..]),
         };
@@ -196,21 +266,99 @@ fn parse_time(token: &[u8]) -> Option<(u32, u32, u32)> {
     Some((hour, minute, second))
 }
 
-fn parse_month(token: &[u8]) -> Option<u32> {
-    const MONTHS: [&[u8; 3]; 12] = [
-        b"jan", b"feb", b"mar", b"apr", b"may", b"jun", b"jul", b"aug", b"sep", b"oct", b"nov",
-        b"dec",
-    ];
+/// Lowercases the first three bytes of `token`, as far as they are ASCII
+/// letters. Setting bit `0x20` turns an upper-case letter into its lower
+/// case and never turns any other byte into a lower-case letter.
+fn lowercase_prefix(token: &[u8]) -> Option<[u8; 3]> {
     let prefix = token.get(..3)?;
-    MONTHS
-        .iter()
-        .position(|month| prefix.eq_ignore_ascii_case(&month[..]))
-        .map(|index| index as u32 + 1)
+    Some([prefix[0] | 0x20, prefix[1] | 0x20, prefix[2] | 0x20])
+}
+
+fn parse_month(token: &[u8]) -> Option<u32> {
+    let month = match &lowercase_prefix(token)? {
+        b"jan" => 1,
+        b"feb" => 2,
+        b"mar" => 3,
+        b"apr" => 4,
+        b"may" => 5,
+        b"jun" => 6,
+        b"jul" => 7,
+        b"aug" => 8,
+        b"sep" => 9,
+        b"oct" => 10,
+        b"nov" => 11,
+        b"dec" => 12,
+        _ => return None,
+    };
+    Some(month)
+}
+
+/// The fields of a cookie-date, before the range checks of RFC 6265 section
+/// 5.1.1.
+struct DateFields {
+    day: u32,
+    month: u32,
+    year: u32,
+    hour: u32,
+    minute: u32,
+    second: u32,
 }
 
 /// Parses a cookie-date (RFC 6265 section 5.1.1) into milliseconds since the
 /// Unix epoch. Returns `None` where the algorithm fails.
 pub(crate) fn parse_cookie_date(input: &[u8]) -> Option<i64> {
+    let fields = match imf_fixdate_fields(input) {
+        Some(fields) => fields,
+        None => cookie_date_fields(input)?,
+    };
+    fields.into_unix_ms()
+}
+
+/// Reads the fields of an IMF-fixdate (RFC 9110 section 5.6.7), such as
+/// `Sun, 06 Nov 1994 08:49:37 GMT`, the form servers send in `Expires`.
+///
+/// Returns `None` for any other layout. For an input it accepts, the
+/// general algorithm finds the same fields: the day name is no month name
+/// and no number, so it skips that token, and it reads the day, month, year
+/// and time from the others.
+fn imf_fixdate_fields(input: &[u8]) -> Option<DateFields> {
+    let input: &[u8; 29] = input.try_into().ok()?;
+    let is_day_name = matches!(
+        &lowercase_prefix(input)?,
+        b"mon" | b"tue" | b"wed" | b"thu" | b"fri" | b"sat" | b"sun"
+    );
+    let layout_matches = is_day_name
+        && input[3..5] == *b", "
+        && input[7] == b' '
+        && input[11] == b' '
+        && input[16] == b' '
+        && input[19] == b':'
+        && input[22] == b':'
+        && input[25..] == *b" GMT";
+    if !layout_matches {
+        return None;
+    }
+    let number = |range: std::ops::Range<usize>| {
+        let digits = &input[range];
+        digits.iter().all(u8::is_ascii_digit).then(|| {
+            digits
+                .iter()
+                .fold(0u32, |total, &digit| total * 10 + u32::from(digit - b'0'))
+        })
+    };
+    Some(DateFields {
+        day: number(5..7)?,
+        month: parse_month(&input[8..11])?,
+        year: number(12..16)?,
+        hour: number(17..19)?,
+        minute: number(20..22)?,
+        second: number(23..25)?,
+    })
+}
+
+/// Reads the fields of a cookie-date with the general tokenizing algorithm
+/// of RFC 6265 section 5.1.1.
+fn cookie_date_fields(input: &[u8]) -> Option<DateFields> {
     let mut time = None;
     let mut day = None;
     let mut month = None;
@@ -247,23 +395,45 @@ pub(crate) fn parse_cookie_date(input: &[u8]) -> Option<i64> {
     }
 
     let (hour, minute, second) = time?;
-    let (day, month, mut year) = (day?, month?, year?);
-    if (70..=99).contains(&year) {
-        year += 1900;
-    } else if year <= 69 {
-        year += 2000;
-    }
-    if !(1..=31).contains(&day) || year < 1601 || hour > 23 || minute > 59 || second > 59 {
-        return None;
-    }
-    if day > days_in_month(year, month) {
-        return None;
-    }
+    Some(DateFields {
+        day: day?,
+        month: month?,
+        year: year?,
+        hour,
+        minute,
+        second,
+    })
+}
 
-    let days = days_from_civil(i64::from(year), month, day);
-    let seconds =
-        days * 86_400 + i64::from(hour) * 3_600 + i64::from(minute) * 60 + i64::from(second);
-    Some(seconds * 1_000)
+impl DateFields {
+    /// Applies the two-digit year rule and the range checks, and converts
+    /// to milliseconds since the Unix epoch.
+    fn into_unix_ms(self) -> Option<i64> {
+        let DateFields {
+            day,
+            month,
+            mut year,
+            hour,
+            minute,
+            second,
+        } = self;
+        if (70..=99).contains(&year) {
+            year += 1900;
+        } else if year <= 69 {
+            year += 2000;
+        }
+        if !(1..=31).contains(&day) || year < 1601 || hour > 23 || minute > 59 || second > 59 {
+            return None;
+        }
+        if day > days_in_month(year, month) {
+            return None;
+        }
+
+        let days = days_from_civil(i64::from(year), month, day);
+        let seconds =
+            days * 86_400 + i64::from(hour) * 3_600 + i64::from(minute) * 60 + i64::from(second);
+        Some(seconds * 1_000)
+    }
 }
 
 fn is_leap_year(year: u32) -> bool {
@@ -392,6 +562,122 @@ mod tests {
     #[test]
     fn quoted_attribute_name_unknown() {
         assert!(!parse("a=b; \"Secure\"").secure);
+    }
+
+    /// The byte-by-byte reference for `scan_pair`.
+    fn scan_pair_bytewise(header: &[u8]) -> (usize, bool) {
+        let end = header
+            .iter()
+            .position(|&b| b == b';')
+            .unwrap_or(header.len());
+        let has_control = header[..end].iter().any(|&b| is_control_character(b));
+        (end, has_control)
+    }
+
+    #[test]
+    fn scan_pair_matches_bytewise_scan() {
+        let special = [b';', b'\t', 0x00, 0x1f, 0x7f, 0x80, 0xff, b' ', b'='];
+        for length in 0..40 {
+            let plain = vec![b'v'; length];
+            assert_eq!(scan_pair(&plain), (length, false), "plain, length {length}");
+            for position in 0..length {
+                for &byte in &special {
+                    let mut header = plain.clone();
+                    header[position] = byte;
+                    assert_eq!(
+                        scan_pair(&header),
+                        scan_pair_bytewise(&header),
+                        "byte {byte:#04x} at {position} of {length}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn find_byte_matches_position() {
+        for length in 0..40 {
+            let plain = vec![b'a'; length];
+            assert_eq!(find_byte(&plain, b';'), None, "length {length}");
+            for first in 0..length {
+                for second in first..length {
+                    let mut haystack = plain.clone();
+                    haystack[second] = b';';
+                    haystack[first] = b';';
+                    assert_eq!(
+                        find_byte(&haystack, b';'),
+                        Some(first),
+                        "at {first} and {second} of {length}"
+                    );
+                }
+            }
+        }
+        // Bytes next to `;` in value, in whole eight-byte words.
+        assert_eq!(find_byte(b"\x01\x00;\x3c\x3a\xbb\xff\x7f", b';'), Some(2));
+        assert_eq!(
+            find_byte(&[0x3c, 0x3a, 0xbb, 0x3b, 0, 0, 0, 0], b';'),
+            Some(3)
+        );
+    }
+
+    #[test]
+    fn control_character_after_semicolon_allowed() {
+        let cookie = parse("a=b; x=\x01; Secure");
+        assert_eq!(cookie.value, b"b");
+        assert!(cookie.secure);
+    }
+
+    #[test]
+    fn imf_fixdate_fast_path_matches_general() {
+        let dates: [&[u8]; 9] = [
+            b"Sun, 06 Nov 1994 08:49:37 GMT",
+            b"sun, 06 nov 1994 08:49:37 GMT",
+            b"Thu, 11 Dec 2025 16:20:00 GMT",
+            b"Tue, 29 Feb 2028 23:59:59 GMT",
+            b"Wed, 29 Feb 2027 00:00:00 GMT",
+            b"Fri, 00 Jan 2038 00:00:00 GMT",
+            b"Sat, 01 Jan 0069 00:00:00 GMT",
+            b"Mon, 31 Apr 2030 12:00:00 GMT",
+            b"Sun, 06 Nov 1994 24:49:37 GMT",
+        ];
+        for date in dates {
+            let fast = imf_fixdate_fields(date).expect("IMF-fixdate layout");
+            let general = cookie_date_fields(date).and_then(DateFields::into_unix_ms);
+            assert_eq!(
+                fast.into_unix_ms(),
+                general,
+                "{}",
+                String::from_utf8_lossy(date)
+            );
+        }
+    }
+
+    #[test]
+    fn month_names_any_case() {
+        assert_eq!(parse_month(b"jan"), Some(1));
+        assert_eq!(parse_month(b"DEC"), Some(12));
+        assert_eq!(parse_month(b"sEpTember"), Some(9));
+        assert_eq!(parse_month(b"ja"), None);
+        assert_eq!(parse_month(b"j@n"), None);
+        assert_eq!(parse_month(b"JAN\xff"), Some(1));
+        assert_eq!(parse_month(b"\xca\xc1\xce"), None);
+    }
+
+    #[test]
+    fn imf_fixdate_fast_path_skips_other_layouts() {
+        let others: [&[u8]; 4] = [
+            b"Sunday, 06-Nov-94 08:49:37 GMT",
+            b"Sun Nov  6 08:49:37 1994",
+            b"Mar, 06 Nov 1994 08:49:37 GMT",
+            b"Sun, 06 Nov 1994 08:49:37 UTC",
+        ];
+        for date in others {
+            assert!(
+                imf_fixdate_fields(date).is_none(),
+                "{}",
+                String::from_utf8_lossy(date)
+            );
+        }
     }
 
     #[test]
