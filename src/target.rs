@@ -42,7 +42,8 @@ impl<'a> RequestTarget<'a> {
         let uri = request.uri();
         let path = uri.path();
 
-        if let Some(host) = uri.host() {
+        if let Some(authority) = uri.authority() {
+            let host = host_of_uri_authority(authority.as_str());
             let secure = match uri.scheme_str() {
                 Some(scheme) if scheme.eq_ignore_ascii_case("https") => true,
                 Some(scheme) if scheme.eq_ignore_ascii_case("wss") => true,
@@ -78,6 +79,32 @@ impl<'a> RequestTarget<'a> {
     pub const fn is_secure(&self) -> bool {
         self.secure
     }
+}
+
+/// Returns the host of an authority that `http::Uri` has already validated:
+/// without userinfo and port, with the brackets of an IPv6 literal.
+///
+/// It returns what `Authority::host` returns, with byte searches in place of
+/// that method's `char` pattern searches, which cost several times more on a
+/// path that runs for every request.
+fn host_of_uri_authority(authority: &str) -> &str {
+    let start = authority
+        .bytes()
+        .rposition(|b| b == b'@')
+        .map_or(0, |at| at + 1);
+    let host_and_port = &authority[start..];
+    let end = if host_and_port.starts_with('[') {
+        host_and_port
+            .bytes()
+            .position(|b| b == b']')
+            .map_or(host_and_port.len(), |bracket| bracket + 1)
+    } else {
+        host_and_port
+            .bytes()
+            .position(|b| b == b':')
+            .unwrap_or(host_and_port.len())
+    };
+    &host_and_port[..end]
 }
 
 /// Strips the port from a `Host` header value. Returns `None` for a value
@@ -160,6 +187,30 @@ mod tests {
         for value in ["", ":80", "a@b", "[::1", "[::1]x", "a b"] {
             let request = Request::get("/").header(HOST, value).body(()).unwrap();
             assert_eq!(target_of(&request), None, "Host: {value:?}");
+        }
+    }
+
+    #[test]
+    fn uri_host_matches_http_crate() {
+        let uris = [
+            "http://example.test/",
+            "http://Example.TEST:8080/a",
+            "https://user@example.test/",
+            "https://user:secret@example.test:443/",
+            "https://a@b@example.test/",
+            "http://[::1]/",
+            "http://[::1]:8080/x",
+            "http://user@[2001:db8::1]:80/",
+            "http://127.0.0.1:9/",
+        ];
+        for uri in uris {
+            let uri: http::Uri = uri.parse().expect("valid URI");
+            let authority = uri.authority().expect("authority");
+            assert_eq!(
+                host_of_uri_authority(authority.as_str()),
+                authority.host(),
+                "{uri}"
+            );
         }
     }
 
