@@ -46,7 +46,9 @@ impl Borrow<HostQuery> for HostKey {
 
 impl PartialEq for HostQuery {
     fn eq(&self, other: &Self) -> bool {
-        self.0.eq_ignore_ascii_case(&other.0)
+        // Keys are lowercase and most requests spell their host in lower
+        // case, so the plain comparison settles most lookups.
+        self.0 == other.0 || self.0.eq_ignore_ascii_case(&other.0)
     }
 }
 
@@ -63,10 +65,14 @@ impl Hash for HostQuery {
             let word = u64::from_le_bytes(chunk.try_into().expect("chunk of 8 bytes"));
             state.write_u64(word | 0x2020_2020_2020_2020);
         }
-        let mut tail = [0u8; 8];
-        let rest = chunks.remainder();
-        tail[..rest.len()].copy_from_slice(rest);
-        state.write_u64(u64::from_le_bytes(tail) | 0x2020_2020_2020_2020);
+        // The last one to seven bytes, little-endian, as `u64::from_le_bytes`
+        // of them padded with zeros, without a call to `memcpy`.
+        let tail = chunks
+            .remainder()
+            .iter()
+            .rev()
+            .fold(0u64, |word, &byte| (word << 8) | u64::from(byte));
+        state.write_u64(tail | 0x2020_2020_2020_2020);
         state.write_usize(bytes.len());
     }
 }

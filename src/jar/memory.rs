@@ -540,8 +540,11 @@ pub(crate) fn unix_time_ms() -> i64 {
     system_time_to_ms(SystemTime::now())
 }
 
-/// One stored cookie. Immutable once stored, except for its last-use tick:
-/// a replacement is a new value.
+/// One stored cookie.
+///
+/// Views share it through an [`Arc`]. A replacement overwrites it in place
+/// only while its node holds the sole reference, so no view observes the
+/// change. Otherwise the replacement is a new value.
 pub(crate) struct StoredCookie {
     /// `name=value`, exactly as the header carries it.
     pair: Box<[u8]>,
@@ -577,6 +580,45 @@ impl StoredCookie {
         self.pair.len() + self.path.len()
     }
 
+    /// Creates the stored form of `new`.
+    fn new(new: &NewCookie<'_>, sequence: u64, created_ms: i64, tick: u64) -> Self {
+        StoredCookie {
+            pair: join_pair(new.name, new.value),
+            name_len: new.name.len(),
+            path: new.path.into(),
+            host_only: new.host_only,
+            secure: new.secure,
+            http_only: new.http_only,
+            expires_ms: new.expires_ms,
+            created_ms,
+            sequence,
+            last_access: AtomicU64::new(tick),
+        }
+    }
+
+    /// Returns whether `new` replaces this cookie: same name, path and
+    /// host-only flag, in the same domain.
+    fn is_replaced_by(&self, new: &NewCookie<'_>) -> bool {
+        self.name() == new.name && *self.path == *new.path && self.host_only == new.host_only
+    }
+
+    /// Takes the value and attributes of `new`, a cookie that replaces this
+    /// one, and keeps the creation time and order. Reuses the `name=value`
+    /// buffer when the length is unchanged, as with a balancer that rotates
+    /// a fixed-length value.
+    fn replace_with(&mut self, new: &NewCookie<'_>, tick: u64) {
+        let value_start = new.name.len() + 1;
+        if self.pair.len() == value_start + new.value.len() {
+            self.pair[value_start..].copy_from_slice(new.value);
+        } else {
+            self.pair = join_pair(new.name, new.value);
+        }
+        self.secure = new.secure;
+        self.http_only = new.http_only;
+        self.expires_ms = new.expires_ms;
+        *self.last_access.get_mut() = tick;
+    }
+
     fn to_public(&self, domain: &str) -> Cookie {
         Cookie {
             name: self.name().into(),
@@ -590,6 +632,15 @@ impl StoredCookie {
             created_ms: self.created_ms,
         }
     }
+}
+
+/// Returns `name=value` as one buffer.
+fn join_pair(name: &[u8], value: &[u8]) -> Box<[u8]> {
+    let mut pair = Vec::with_capacity(name.len() + 1 + value.len());
+    pair.extend_from_slice(name);
+    pair.push(b'=');
+    pair.extend_from_slice(value);
+    pair.into_boxed_slice()
 }
 
 /// A cookie ready to be stored, borrowed from a header or a [`Cookie`].
@@ -614,6 +665,126 @@ struct Node {
     /// Changes whenever `cookies` changes.
     version: u64,
     view: Option<View>,
+}
+
+/// Counter values for a cookie that [`State::put`] stores.
+struct Stamp {
+    tick: u64,
+    version: u64,
+    /// Creation order, used only by a cookie that replaces none.
+    sequence: u64,
+    /// Creation time, used only by a cookie that replaces none.
+    created_ms: i64,
+}
+
+/// Outcome of [`Node::put`], for [`State::put`] to account for.
+enum Put {
+    Unchanged,
+    /// The cookie at this index is to be deleted.
+    Delete(usize),
+    Replaced {
+        index: usize,
+        old_size: usize,
+        size: usize,
+    },
+    Added {
+        index: usize,
+        size: usize,
+    },
+}
+
+impl Node {
+    fn position_of(&self, new: &NewCookie<'_>) -> Option<usize> {
+        self.cookies
+            .iter()
+            .position(|cookie| cookie.is_replaced_by(new))
+    }
+
+    /// Stores `new`, replacing its twin, and returns what changed.
+    fn put(&mut self, new: &NewCookie<'_>, stamp: &Stamp) -> Put {
+        self.version = stamp.version;
+        match self.position_of(new) {
+            Some(index) => {
+                // The stale view of this host holds the other references to
+                // a host-only cookie. Dropping them, while keeping the
+                // view's buffers for its rebuild, lets the replacement reuse
+                // the stored cookie's memory.
+                if let Some(view) = self.view.as_mut() {
+                    view.candidates.clear();
+                }
+                let slot = &mut self.cookies[index];
+                let old_size = slot.size();
+                match Arc::get_mut(slot) {
+                    Some(stored) => stored.replace_with(new, stamp.tick),
+                    None => {
+                        let replacement =
+                            StoredCookie::new(new, slot.sequence, slot.created_ms, stamp.tick);
+                        *slot = Arc::new(replacement);
+                    }
+                }
+                Put::Replaced {
+                    index,
+                    old_size,
+                    size: slot.size(),
+                }
+            }
+            None => {
+                let cookie = StoredCookie::new(new, stamp.sequence, stamp.created_ms, stamp.tick);
+                let size = cookie.size();
+                self.cookies.push(Arc::new(cookie));
+                Put::Added {
+                    index: self.cookies.len() - 1,
+                    size,
+                }
+            }
+        }
+    }
+
+    /// Empties the view, keeping its buffers for a rebuild.
+    fn take_view_buffers(&mut self) -> (Vec<Arc<StoredCookie>>, Vec<(u64, HeaderValue)>) {
+        match self.view.take() {
+            Some(stale) => {
+                let (mut candidates, mut rendered) = (stale.candidates, stale.rendered);
+                candidates.clear();
+                rendered.clear();
+                (candidates, rendered)
+            }
+            None => (Vec::new(), Vec::new()),
+        }
+    }
+
+    /// Sorts `candidates` for the header, installs them as this node's
+    /// view, and caches the header for `prepare_for`.
+    fn install_view(
+        &mut self,
+        mut candidates: Vec<Arc<StoredCookie>>,
+        rendered: Vec<(u64, HeaderValue)>,
+        domain_generation: u64,
+        prepare_for: Option<&RequestTarget<'_>>,
+    ) {
+        candidates.sort_by(|a, b| {
+            b.path
+                .len()
+                .cmp(&a.path.len())
+                .then(a.sequence.cmp(&b.sequence))
+        });
+        let min_expires_ms = candidates
+            .iter()
+            .filter_map(|cookie| cookie.expires_ms)
+            .min();
+        let view = self.view.insert(View {
+            node_version: self.version,
+            domain_generation,
+            candidates,
+            min_expires_ms,
+            rendered,
+        });
+        if let Some(target) = prepare_for
+            && let Some(mask) = view.mask(target).filter(|&mask| mask != 0)
+        {
+            view.header_for_mask(mask);
+        }
+    }
 }
 
 /// Every cookie a request to one host could receive, sorted for the header,
@@ -685,23 +856,30 @@ impl View {
     fn render_uncached(&self, target: &RequestTarget<'_>, tick: u64) -> Option<HeaderValue> {
         let path = target.path().as_bytes();
         let secure = target.is_secure();
-        let mut matching = self
+        let matching = self
             .candidates
             .iter()
             .filter(|cookie| (secure || !cookie.secure) && path_matches(path, &cookie.path))
-            .peekable();
-        matching.peek()?;
-        let value = render(matching.map(|cookie| {
+            .map(|cookie| &**cookie);
+        let mut used = 0;
+        for cookie in matching.clone() {
             cookie.last_access.store(tick, Ordering::Relaxed);
-            &**cookie
-        }));
-        Some(value)
+            used += 1;
+        }
+        if used == 0 {
+            return None;
+        }
+        Some(render(matching))
     }
 }
 
 /// Joins cookies into one `Cookie` header value, marked sensitive.
-fn render<'a>(cookies: impl Iterator<Item = &'a StoredCookie>) -> HeaderValue {
-    let mut buffer = Vec::with_capacity(64);
+fn render<'a>(cookies: impl Iterator<Item = &'a StoredCookie> + Clone) -> HeaderValue {
+    let joined_len = cookies
+        .clone()
+        .map(|cookie| cookie.pair.len() + 2)
+        .sum::<usize>();
+    let mut buffer = Vec::with_capacity(joined_len.saturating_sub(2));
     for cookie in cookies {
         if !buffer.is_empty() {
             buffer.extend_from_slice(b"; ");
@@ -759,8 +937,7 @@ impl State {
         if changed {
             // Render the header for the host that set the cookies now, so
             // that its next request only clones it.
-            self.rebuild_view(target.host());
-            self.prepare_header(target);
+            self.rebuild_view(target.host(), Some(target));
         }
     }
 
@@ -804,14 +981,14 @@ impl State {
             None => {}
         }
 
-        self.rebuild_view(host);
+        self.rebuild_view(host, None);
         let needs_purge = self
             .view(host)
             .and_then(|view| view.min_expires_ms)
             .is_some_and(|min| now_ms() >= min);
         if needs_purge {
             self.purge_expired_for(host, now_ms());
-            self.rebuild_view(host);
+            self.rebuild_view(host, None);
         }
         let header = self.view_mut(host)?.header(target, tick);
         self.counters.replayed += u64::from(header.is_some());
@@ -826,23 +1003,28 @@ impl State {
         self.nodes.get_mut(HostQuery::new(host))?.view.as_mut()
     }
 
-    /// Caches the header for `target` in its host's view without counting a
-    /// use.
-    fn prepare_header(&mut self, target: &RequestTarget<'_>) {
-        if let Some(view) = self.view_mut(target.host())
-            && let Some(mask) = view.mask(target).filter(|&mask| mask != 0)
-        {
-            view.header_for_mask(mask);
-        }
-    }
-
-    /// Collects the candidates of `host` into a fresh view.
-    fn rebuild_view(&mut self, host: &str) {
-        let mut candidates = Vec::new();
-        if let Some(node) = self.nodes.get(HostQuery::new(host)) {
-            candidates.extend(node.cookies.iter().cloned());
-        }
-        if self.domain_cookie_count > 0 {
+    /// Collects the candidates of `host` into a fresh view, reusing the
+    /// buffers of the stale one, and caches the header for `prepare_for`.
+    fn rebuild_view(&mut self, host: &str, prepare_for: Option<&RequestTarget<'_>>) {
+        let generation = self.domain_generation;
+        let with_parents = self.domain_cookie_count > 0;
+        let (mut candidates, rendered) = match self.nodes.get_mut(HostQuery::new(host)) {
+            Some(node) => {
+                let (mut candidates, rendered) = node.take_view_buffers();
+                candidates.extend(node.cookies.iter().cloned());
+                if !with_parents {
+                    node.install_view(candidates, rendered, generation, prepare_for);
+                    return;
+                }
+                (candidates, rendered)
+            }
+            None => {
+                self.drop_idle_views();
+                self.nodes.insert(HostKey::new(host), Node::default());
+                (Vec::new(), Vec::new())
+            }
+        };
+        if with_parents {
             for parent in parent_domains(host) {
                 if let Some(node) = self.nodes.get(HostQuery::new(parent)) {
                     let domain_cookies = node.cookies.iter().filter(|cookie| !cookie.host_only);
@@ -850,33 +1032,11 @@ impl State {
                 }
             }
         }
-        candidates.sort_by(|a, b| {
-            b.path
-                .len()
-                .cmp(&a.path.len())
-                .then(a.sequence.cmp(&b.sequence))
-        });
-        let min_expires_ms = candidates
-            .iter()
-            .filter_map(|cookie| cookie.expires_ms)
-            .min();
-
-        if !self.nodes.contains_key(HostQuery::new(host)) {
-            self.drop_idle_views();
-            self.nodes.insert(HostKey::new(host), Node::default());
-        }
-        let generation = self.domain_generation;
         let node = self
             .nodes
             .get_mut(HostQuery::new(host))
             .expect("node inserted above");
-        node.view = Some(View {
-            node_version: node.version,
-            domain_generation: generation,
-            candidates,
-            min_expires_ms,
-            rendered: Vec::new(),
-        });
+        node.install_view(candidates, rendered, generation, prepare_for);
     }
 
     /// Drops nodes that hold only a view, once there are many of them, so
@@ -1082,97 +1242,77 @@ impl State {
     /// the jar changed.
     fn put(&mut self, config: &Config, new: NewCookie<'_>, now_ms: i64) -> bool {
         let domain = new.domain;
-        let existing = self.nodes.get(HostQuery::new(domain)).and_then(|node| {
-            node.cookies.iter().position(|cookie| {
-                cookie.name() == new.name
-                    && *cookie.path == *new.path
-                    && cookie.host_only == new.host_only
-            })
-        });
+        // The counters advance only if the cookie is stored.
+        let stamp = Stamp {
+            tick: self.tick + 1,
+            version: self.version_counter + 1,
+            sequence: self.next_sequence + 1,
+            created_ms: new.created_ms.unwrap_or(now_ms),
+        };
+        let expired = new.expires_ms.is_some_and(|expires| expires <= now_ms);
 
-        if new.expires_ms.is_some_and(|expires| expires <= now_ms) {
-            // A cookie that arrives expired deletes its stored twin and is
-            // not stored itself.
-            let Some(index) = existing else {
-                return false;
-            };
-            let removed = self.remove_at(domain, index);
-            self.counters.deleted += 1;
-            if let Some(changes) = self.recording.as_mut() {
-                changes.push(CookieChange::Removed(CookieKey {
-                    domain: domain.to_ascii_lowercase(),
-                    host_only: removed.host_only,
-                    path: removed.path.to_vec(),
-                    name: removed.name().to_vec(),
-                }));
-            }
-            return true;
-        }
-
-        let tick = self.next_tick();
-        let (sequence, created_ms) = match existing {
-            Some(index) => {
-                let old = &self.nodes[HostQuery::new(domain)].cookies[index];
-                (old.sequence, old.created_ms)
-            }
+        // A cookie that arrives expired deletes its stored twin and is not
+        // stored itself.
+        let outcome = match self.nodes.get_mut(HostQuery::new(domain)) {
+            Some(node) if expired => node.position_of(&new).map_or(Put::Unchanged, Put::Delete),
+            Some(node) => node.put(&new, &stamp),
+            None if expired => Put::Unchanged,
             None => {
-                self.next_sequence += 1;
-                (self.next_sequence, new.created_ms.unwrap_or(now_ms))
+                let mut node = Node::default();
+                let outcome = node.put(&new, &stamp);
+                self.nodes.insert(HostKey::new(domain), node);
+                outcome
             }
         };
-        let mut pair = Vec::with_capacity(new.name.len() + 1 + new.value.len());
-        pair.extend_from_slice(new.name);
-        pair.push(b'=');
-        pair.extend_from_slice(new.value);
-        let cookie = Arc::new(StoredCookie {
-            pair: pair.into_boxed_slice(),
-            name_len: new.name.len(),
-            path: new.path.into(),
-            host_only: new.host_only,
-            secure: new.secure,
-            http_only: new.http_only,
-            expires_ms: new.expires_ms,
-            created_ms,
-            sequence,
-            last_access: AtomicU64::new(tick),
-        });
-        let size = cookie.size();
-        if let Some(changes) = self.recording.as_mut() {
-            changes.push(CookieChange::Stored(
-                cookie.to_public(&domain.to_ascii_lowercase()),
-            ));
-        }
 
-        if !self.nodes.contains_key(HostQuery::new(domain)) {
-            self.nodes.insert(HostKey::new(domain), Node::default());
-        }
-        let version = self.next_version();
-        let node = self
-            .nodes
-            .get_mut(HostQuery::new(domain))
-            .expect("node inserted above");
-        node.version = version;
-        match existing {
-            Some(index) => {
-                let old = std::mem::replace(&mut node.cookies[index], cookie);
-                self.bytes_held = self.bytes_held - old.size() + size;
-                self.counters.replaced += 1;
+        let (added, index) = match outcome {
+            Put::Unchanged => return false,
+            Put::Delete(index) => {
+                let removed = self.remove_at(domain, index);
+                self.counters.deleted += 1;
+                if let Some(changes) = self.recording.as_mut() {
+                    changes.push(CookieChange::Removed(CookieKey {
+                        domain: domain.to_ascii_lowercase(),
+                        host_only: removed.host_only,
+                        path: removed.path.to_vec(),
+                        name: removed.name().to_vec(),
+                    }));
+                }
+                return true;
             }
-            None => {
-                node.cookies.push(cookie);
+            Put::Replaced {
+                index,
+                old_size,
+                size,
+            } => {
+                self.bytes_held = self.bytes_held - old_size + size;
+                self.counters.replaced += 1;
+                (false, index)
+            }
+            Put::Added { index, size } => {
+                self.next_sequence = stamp.sequence;
                 self.cookie_count += 1;
                 self.bytes_held += size;
                 self.counters.stored += 1;
                 if !new.host_only {
                     self.domain_cookie_count += 1;
                 }
+                (true, index)
             }
+        };
+        self.tick = stamp.tick;
+        self.version_counter = stamp.version;
+        if let Some(changes) = self.recording.as_mut() {
+            let stored = &self.nodes[HostQuery::new(domain)].cookies[index];
+            changes.push(CookieChange::Stored(
+                stored.to_public(&domain.to_ascii_lowercase()),
+            ));
         }
         if !new.host_only {
             self.domain_generation += 1;
         }
 
-        if existing.is_none() {
+        if added {
             self.enforce_limits(config, domain, now_ms);
         }
         true
