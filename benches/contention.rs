@@ -2,9 +2,11 @@
 //! jar, against one task alone.
 //!
 //! Every task gets a service from one shared `StickyLayer`, so all of them
-//! use one jar and one origin. Each response carries a new ALB pair, so
-//! every request both replays and captures. The bare variants run the same
-//! tasks without the layer, to show the runtime's own share.
+//! use one jar and one origin. In the `sticky` variants each response
+//! carries a new ALB pair, so every request both replays and captures. The
+//! `sticky_replay` variants replay a stored pair and capture nothing, as
+//! behind a balancer that sets its cookie once. The bare variants run the
+//! same tasks without the layer, to show the runtime's own share.
 
 mod common;
 
@@ -20,7 +22,10 @@ use tokio::runtime::Runtime;
 use tower::{Layer, Service, ServiceExt};
 use tower_sticky::StickyLayer;
 
-use common::{plain_request, request_uri, rotating_responses, rotating_service};
+use common::{
+    fixed_service, plain_request, request_uri, response_without_cookies, rotating_responses,
+    rotating_service,
+};
 
 /// Worker threads of the runtime.
 const WORKERS: usize = 2;
@@ -100,17 +105,32 @@ fn contention(c: &mut Criterion) {
         });
 
         let layer = StickyLayer::new();
-        let jar = Arc::clone(layer.jar());
-        group.bench_function(BenchmarkId::new("sticky", format!("{tasks}_tasks")), |b| {
-            b.iter_custom(|total| {
-                run_tasks(&runtime, total, tasks, |index| {
-                    layer.layer(rotating_service(Arc::clone(&responses), index * 7))
-                })
-            })
-        });
-        let stats = jar.stats();
+        let make_sticky =
+            |index: usize| layer.layer(rotating_service(Arc::clone(&responses), index * 7));
+        // Check the setup once, outside the measurement, so that the check
+        // also runs when a filter skips this benchmark.
+        run_tasks(&runtime, 2 * tasks as u64, tasks, make_sticky);
+        let stats = layer.jar().stats();
         assert_eq!(stats.cookies, 2, "the jar should hold only the ALB pair");
         assert!(stats.replayed > 0, "no request replayed the ALB pair");
+
+        group.bench_function(BenchmarkId::new("sticky", format!("{tasks}_tasks")), |b| {
+            b.iter_custom(|total| run_tasks(&runtime, total, tasks, make_sticky))
+        });
+
+        // The jar keeps the pair that the rotating runs above stored last.
+        let make_replaying = |_index: usize| layer.layer(fixed_service(response_without_cookies()));
+        let replayed_before = layer.jar().stats().replayed;
+        run_tasks(&runtime, 2 * tasks as u64, tasks, make_replaying);
+        assert_eq!(
+            layer.jar().stats().replayed - replayed_before,
+            2 * tasks as u64,
+            "a request went out without the ALB pair"
+        );
+        group.bench_function(
+            BenchmarkId::new("sticky_replay", format!("{tasks}_tasks")),
+            |b| b.iter_custom(|total| run_tasks(&runtime, total, tasks, make_replaying)),
+        );
     }
     group.finish();
 }
