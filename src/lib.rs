@@ -110,7 +110,8 @@
 //! debug level says so.
 //!
 //! Where RFC 6265 and today's browsers (RFC 6265bis) disagree, the crate
-//! follows RFC 6265, with one exception:
+//! follows RFC 6265 in the first four points below and browsers in the
+//! last:
 //!
 //! - A `Secure` cookie is never sent over plain `http`, not even to
 //!   `localhost` or a loopback address. Browsers treat those as secure; a
@@ -122,7 +123,7 @@
 //! - A cookie without a name (`=value`) and a value without `=` are rejected.
 //!   RFC 6265bis keeps them as nameless cookies.
 //! - `Domain=.` leaves an empty domain, so the cookie is host-only.
-//! - The exception: a host-only cookie and a `Domain` cookie with the same
+//! - A host-only cookie and a `Domain` cookie with the same
 //!   name and path are two cookies, as in browsers, while RFC 6265 lets one
 //!   replace the other. Otherwise a balancer's host-only cookie and an
 //!   application's `Domain` cookie of the same name would overwrite each
@@ -207,7 +208,10 @@
 //! - `persist`: save and load a jar as JSON.
 //! - `public-suffix`: reject `Domain` attributes that name a public suffix,
 //!   such as `com` or `co.uk`, from a list you load.
-//! - `redis`: share one jar between processes and machines through Redis.
+//! - `mirror`: a jar mirrored between processes through a remote store you
+//!   plug in.
+//! - `redis`: share one jar between processes and machines through Redis
+//!   (turns on `mirror`).
 //!
 //! [tower]: https://docs.rs/tower
 

@@ -45,6 +45,11 @@ pub struct Cookie {
 impl Cookie {
     /// Creates a host-only session cookie for `domain` with path `/`.
     ///
+    /// The domain is lowercased, and a leading dot is dropped as RFC 6265
+    /// does for a `Domain` attribute (tools that export cookies often write
+    /// `.example.com`). A leading dot does not make the cookie a `Domain`
+    /// cookie: use [`Cookie::with_host_only`] for that.
+    ///
     /// The jar checks the name, value and domain when it stores the cookie:
     /// see [`MemoryJar::insert`](crate::MemoryJar::insert).
     pub fn new(
@@ -55,7 +60,13 @@ impl Cookie {
         Cookie {
             name: name.into().into_boxed_slice(),
             value: value.into().into_boxed_slice(),
-            domain: domain.into().to_ascii_lowercase().into_boxed_str(),
+            domain: {
+                let domain = domain.into().to_ascii_lowercase();
+                match domain.strip_prefix('.') {
+                    Some(rest) => rest.into(),
+                    None => domain.into_boxed_str(),
+                }
+            },
             host_only: true,
             path: Box::from(&b"/"[..]),
             secure: false,

@@ -125,8 +125,44 @@ pub(super) type BuildFxHasher = BuildHasherDefault<FxHasher>;
 
 /// Returns whether `host` is an IP address literal. RFC 6265 never lets a
 /// `Domain` attribute suffix-match one.
+///
+/// Besides dotted quads, a host whose last label is a number (`127.1`,
+/// `0x7f.1`, `10.0.0.1.`) counts as an address, as the WHATWG URL standard
+/// has it, because resolvers such as `getaddrinfo` read those spellings as
+/// IPv4 addresses too.
 pub(super) fn is_ip_address(host: &str) -> bool {
-    host.starts_with('[') || host.parse::<Ipv4Addr>().is_ok()
+    if host.starts_with('[') || host.parse::<Ipv4Addr>().is_ok() {
+        return true;
+    }
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let last = host.rsplit('.').next().unwrap_or(host);
+    let hex = last
+        .strip_prefix("0x")
+        .or_else(|| last.strip_prefix("0X"))
+        .map(|digits| digits.bytes().all(|b| b.is_ascii_hexdigit()));
+    match hex {
+        Some(all_hex) => all_hex,
+        None => !last.is_empty() && last.bytes().all(|b| b.is_ascii_digit()),
+    }
+}
+
+/// Returns whether `domain` can be stored as a cookie domain: ASCII letters,
+/// digits, `-`, `_` and `.` between non-empty labels, or a bracketed IPv6
+/// address. A leading or trailing dot, a port or a wildcard makes a domain
+/// that no request host would match, so it is invalid.
+pub(crate) fn is_valid_domain(domain: &str) -> bool {
+    if let Some(inner) = domain.strip_prefix('[') {
+        return inner
+            .strip_suffix(']')
+            .is_some_and(|address| address.parse::<std::net::Ipv6Addr>().is_ok());
+    }
+    !domain.is_empty()
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }
 
 /// Domain matching of RFC 6265 section 5.1.3. `domain` is lowercase.
@@ -203,6 +239,50 @@ mod tests {
         assert!(!domain_matches("192.0.2.10", "0.2.10"));
         assert!(domain_matches("192.0.2.10", "192.0.2.10"));
         assert!(!domain_matches("example.org", "example.org."));
+    }
+
+    #[test]
+    fn numeric_hosts_are_addresses() {
+        for host in ["10.0.0.1", "127.1", "0x7f.0.0.1", "10.0.0.1.", "[::1]", "1"] {
+            assert!(is_ip_address(host), "{host}");
+        }
+        for host in [
+            "example.com",
+            "1.example",
+            "localhost",
+            "0x.example",
+            "a.0xg",
+        ] {
+            assert!(!is_ip_address(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn domain_validity() {
+        for domain in [
+            "example.com",
+            "a-b_c.example",
+            "localhost",
+            "10.0.0.1",
+            "[::1]",
+        ] {
+            assert!(is_valid_domain(domain), "{domain}");
+        }
+        let invalid = [
+            "",
+            ".example.com",
+            "example.com.",
+            "example..com",
+            "example.com:8080",
+            "*.example.com",
+            "exa mple.com",
+            "[::1",
+            "[nonsense]",
+            "bücher.example",
+        ];
+        for domain in invalid {
+            assert!(!is_valid_domain(domain), "{domain}");
+        }
     }
 
     #[test]

@@ -19,8 +19,8 @@ use super::{
     Cookie, CookieChange, CookieFilter, CookieJar, CookieKey, JarStats, RejectReason,
     cookie::system_time_to_ms,
     host::{
-        BuildFxHasher, HostKey, HostQuery, default_path, domain_matches, parent_domains,
-        path_matches,
+        BuildFxHasher, HostKey, HostQuery, default_path, domain_matches, is_valid_domain,
+        parent_domains, path_matches,
     },
     parse::{MAX_ATTRIBUTE_VALUE_LEN, ParseError, parse_set_cookie},
 };
@@ -94,6 +94,11 @@ const MAX_CACHED_CANDIDATES: usize = 64;
 ///
 /// [`StickyLayer::new`]: crate::StickyLayer::new
 pub struct MemoryJar {
+    // NOTE: one mutex guards the whole jar. A request through the layer
+    // takes it to look up, and again to store when its response sets
+    // cookies. Threads that share a jar whose cookie changes on every
+    // response wait for each other, as the contention benchmark in
+    // BENCHMARKS.md shows.
     state: Mutex<State>,
     config: Config,
 }
@@ -308,13 +313,14 @@ impl MemoryJar {
     /// host-only one and a `Domain` one.
     pub fn get(&self, domain: &str, path: &str, name: &str) -> Vec<Cookie> {
         let state = self.lock();
-        let Some(node) = state.nodes.get(HostQuery::new(domain)) else {
+        // The stored key is lowercase, whatever the caller's spelling.
+        let Some((stored_domain, node)) = state.nodes.get_key_value(HostQuery::new(domain)) else {
             return Vec::new();
         };
         node.cookies
             .iter()
             .filter(|cookie| cookie.name() == name.as_bytes() && *cookie.path == *path.as_bytes())
-            .map(|cookie| cookie.to_public(domain))
+            .map(|cookie| cookie.to_public(stored_domain.as_str()))
             .collect()
     }
 
@@ -401,10 +407,7 @@ impl MemoryJar {
     pub(crate) fn purge_expired_at(&self, now_ms: i64) -> usize {
         let mut state = self.lock();
         let before = state.cookie_count;
-        let names: Vec<HostKey> = state.nodes.keys().cloned().collect();
-        for name in &names {
-            state.purge_expired_in(name.as_str(), now_ms);
-        }
+        state.purge_all_expired(now_ms);
         before - state.cookie_count
     }
 
@@ -1199,10 +1202,7 @@ impl State {
         {
             return Err(RejectReason::InvalidCharacter);
         }
-        if cookie.domain.is_empty()
-            || !cookie.domain.is_ascii()
-            || cookie.domain.contains([' ', '/', ';', ','])
-        {
+        if !is_valid_domain(&cookie.domain) {
             return Err(RejectReason::InvalidDomain);
         }
         if cookie.path.first() != Some(&b'/')
@@ -1355,27 +1355,56 @@ impl State {
         }
 
         if self.cookie_count > config.max_cookies {
-            let names: Vec<HostKey> = self.nodes.keys().cloned().collect();
-            for name in &names {
-                self.purge_expired_in(name.as_str(), now_ms);
-            }
+            self.purge_all_expired(now_ms);
         }
         while self.cookie_count > config.max_cookies {
+            // One scan of every cookie, which allocates only the winner's key.
             let oldest = self
                 .nodes
                 .iter()
                 .filter_map(|(name, node)| {
                     let index = least_recently_used(&node.cookies)?;
                     let cookie = &node.cookies[index];
-                    Some(((cookie.last_access(), cookie.sequence), name.clone(), index))
+                    Some(((cookie.last_access(), cookie.sequence), name, index))
                 })
-                .min_by_key(|(rank, _, _)| *rank);
-            let Some((_, name, index)) = oldest else {
+                .min_by_key(|(rank, _, _)| *rank)
+                .map(|(_, name, index)| (name.clone(), index));
+            let Some((name, index)) = oldest else {
                 break;
             };
             let cookie = self.remove_at(name.as_str(), index);
             self.note_eviction(&cookie, name.as_str(), "the jar is over its cookie limit");
         }
+    }
+
+    /// Removes every expired cookie in one pass over the jar.
+    fn purge_all_expired(&mut self, now_ms: i64) {
+        let mut removed = 0;
+        let mut removed_domain_cookies = 0;
+        let mut removed_bytes = 0;
+        for node in self.nodes.values_mut() {
+            let before = node.cookies.len();
+            node.cookies.retain(|cookie| {
+                let keep = !cookie.is_expired(now_ms);
+                if !keep {
+                    removed_bytes += cookie.size();
+                    removed_domain_cookies += usize::from(!cookie.host_only);
+                }
+                keep
+            });
+            if node.cookies.len() != before {
+                removed += before - node.cookies.len();
+                self.version_counter += 1;
+                node.version = self.version_counter;
+            }
+        }
+        self.cookie_count -= removed;
+        self.domain_cookie_count -= removed_domain_cookies;
+        self.bytes_held -= removed_bytes;
+        if removed_domain_cookies > 0 {
+            self.domain_generation += 1;
+        }
+        self.counters.expired += removed as u64;
     }
 
     fn note_eviction(&mut self, cookie: &StoredCookie, domain: &str, why: &str) {
@@ -1665,6 +1694,56 @@ mod tests {
         }
         let nodes = jar.lock().nodes.len();
         assert!(nodes <= 4097 + 1, "{nodes} nodes held");
+    }
+
+    #[test]
+    fn get_reports_stored_domain() {
+        let jar = MemoryJar::new();
+        store(&jar, &target("lb.example", "/", false), &["SRV=1"], NOW);
+        let found = jar.get("LB.Example", "/", "SRV");
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].domain(), "lb.example");
+    }
+
+    #[test]
+    fn insert_rejects_unmatchable_domains() {
+        let jar = MemoryJar::new();
+        for domain in ["example.com:8080", "*.example.com", "example.com.", "example..com"] {
+            let result = jar.insert_at(Cookie::new("a", "1", domain), NOW);
+            assert_eq!(result, Err(RejectReason::InvalidDomain), "{domain}");
+        }
+        assert!(jar.is_empty());
+    }
+
+    #[test]
+    fn insert_drops_leading_dot() {
+        let jar = MemoryJar::new();
+        jar.insert_at(Cookie::new("a", "1", ".example.com"), NOW)
+            .expect("leading dot dropped");
+        let site = target("example.com", "/", false);
+        assert_eq!(header(&jar, &site, NOW).as_deref(), Some("a=1"));
+    }
+
+    #[test]
+    fn numeric_host_gets_no_domain_cookie() {
+        let jar = MemoryJar::new();
+        store(&jar, &target("127.1", "/", false), &["a=1; Domain=1"], NOW);
+        assert_eq!(jar.stats().rejected(RejectReason::DomainMismatch), 1);
+        assert_eq!(header(&jar, &target("10.1", "/", false), NOW), None);
+    }
+
+    #[test]
+    fn full_jar_eviction_scans_once() {
+        let jar = MemoryJar::builder().max_cookies(300).build();
+        for index in 0..600 {
+            let host = format!("h{index}.test");
+            store(&jar, &RequestTarget::new(&host, "/", false), &["a=1"], NOW);
+        }
+        assert_eq!(jar.len(), 300);
+        assert_eq!(jar.stats().evicted, 300);
+        // The 300 most recent hosts keep their cookie.
+        assert_eq!(header(&jar, &target("h599.test", "/", false), NOW).as_deref(), Some("a=1"));
+        assert_eq!(header(&jar, &target("h299.test", "/", false), NOW), None);
     }
 
     #[test]

@@ -452,13 +452,14 @@ fn check_domain(domain: &str) -> Result<(), String> {
     if domain.is_empty() {
         return Err("it is empty".to_owned());
     }
-    let invalid = |c: &char| !c.is_ascii() || matches!(c, ' ' | '/' | ';' | ',');
-    match domain.chars().find(invalid) {
-        Some(bad) => Err(format!(
-            "it contains {bad:?}, but a domain is an ASCII host name"
-        )),
-        None => Ok(()),
+    if !super::host::is_valid_domain(domain) {
+        return Err(
+            "it is not a host name or IP address (labels of letters, digits, `-` and `_` \
+             between dots, with no port or wildcard)"
+                .to_owned(),
+        );
     }
+    Ok(())
 }
 
 fn check_path(path: &[u8]) -> Result<(), String> {

@@ -27,7 +27,10 @@ pub enum RejectReason {
     /// A name filter of the jar does not accept the cookie.
     Filtered,
     /// A cookie given to [`MemoryJar::insert`](crate::MemoryJar::insert) has
-    /// an empty domain or one that is not ASCII.
+    /// a domain that no request host can match: empty, not ASCII, with an
+    /// empty label (a leading or trailing dot, or `..`), or with a character
+    /// other than letters, digits, `-`, `_` and `.`, such as a port or a
+    /// wildcard.
     InvalidDomain,
     /// A cookie given to [`MemoryJar::insert`](crate::MemoryJar::insert) has
     /// a path that does not start with `/` or is longer than 1024 bytes.
@@ -80,7 +83,7 @@ impl fmt::Display for RejectReason {
             RejectReason::PublicSuffix => "the Domain attribute names a public suffix",
             RejectReason::TooLarge => "the cookie is larger than the jar's limit",
             RejectReason::Filtered => "the jar's filter does not accept the cookie name",
-            RejectReason::InvalidDomain => "the domain is empty or not ASCII",
+            RejectReason::InvalidDomain => "the domain is not a valid host name or IP address",
             RejectReason::InvalidPath => "the path does not start with `/` or is over 1024 bytes",
         })
     }
@@ -90,8 +93,9 @@ impl std::error::Error for RejectReason {}
 
 /// A snapshot of a jar's counters, from [`MemoryJar::stats`](crate::MemoryJar::stats).
 ///
-/// Every counter starts at zero when the jar is created and only grows.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Every counter starts at zero when the jar is created and only grows,
+/// except `cookies` and `bytes`, which show what the jar holds now.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct JarStats {
     /// Cookies stored that were not in the jar before.
@@ -115,6 +119,32 @@ pub struct JarStats {
     pub(crate) rejected: [u64; RejectReason::ALL.len()],
 }
 
+impl fmt::Debug for JarStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Rejected<'a>(&'a JarStats);
+        impl fmt::Debug for Rejected<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let counted = RejectReason::ALL
+                    .iter()
+                    .filter(|reason| self.0.rejected(**reason) > 0)
+                    .map(|reason| (reason.as_str(), self.0.rejected(*reason)));
+                f.debug_map().entries(counted).finish()
+            }
+        }
+        f.debug_struct("JarStats")
+            .field("stored", &self.stored)
+            .field("replaced", &self.replaced)
+            .field("deleted", &self.deleted)
+            .field("expired", &self.expired)
+            .field("evicted", &self.evicted)
+            .field("replayed", &self.replayed)
+            .field("cookies", &self.cookies)
+            .field("bytes", &self.bytes)
+            .field("rejected", &Rejected(self))
+            .finish()
+    }
+}
+
 impl JarStats {
     /// Returns how many `Set-Cookie` values were rejected for `reason`.
     pub fn rejected(&self, reason: RejectReason) -> u64 {
@@ -136,6 +166,17 @@ mod tests {
         for (position, reason) in RejectReason::ALL.iter().enumerate() {
             assert_eq!(reason.index(), position, "{reason}");
         }
+    }
+
+    #[test]
+    fn debug_labels_rejections() {
+        let mut stats = JarStats::default();
+        stats.rejected[RejectReason::DomainMismatch.index()] = 4;
+        let shown = format!("{stats:?}");
+        assert!(
+            shown.contains("rejected: {\"domain_mismatch\": 4}"),
+            "{shown}"
+        );
     }
 
     #[test]

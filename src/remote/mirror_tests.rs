@@ -386,6 +386,41 @@ async fn new_jar_loads_remote_state() {
 }
 
 #[tokio::test]
+async fn loaded_cookies_keep_creation_order() {
+    let backend = TestBackend::new();
+    let seed = quick_jar(&backend).await;
+    store(&seed, "zz=1; Path=/");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    store(&seed, "aa=2; Path=/");
+    seed.flush(Duration::from_secs(5)).await.expect("flushed");
+    assert_eq!(header(&seed).as_deref(), Some("zz=1; aa=2"));
+    for _ in 0..5 {
+        let jar = quick_jar(&backend).await;
+        assert_eq!(header(&jar).as_deref(), Some("zz=1; aa=2"));
+    }
+}
+
+#[tokio::test]
+async fn remove_key_publishes_lowercase_domain() {
+    let backend = TestBackend::new();
+    let first = quick_jar(&backend).await;
+    let second = quick_jar(&backend).await;
+    store(&first, "SRV=a; Path=/");
+    assert!(eventually(|| header(&second).as_deref() == Some("SRV=a")).await);
+
+    let found = first.get("API.Test", "/", "SRV");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].domain(), "api.test");
+    let mut key = found[0].key();
+    key.domain = "API.Test".to_owned();
+    assert!(first.remove_key(&key));
+
+    assert!(eventually(|| header(&second).is_none()).await);
+    let late = quick_jar(&backend).await;
+    assert_eq!(header(&late), None);
+}
+
+#[tokio::test]
 async fn preloaded_cookies_published() {
     let backend = TestBackend::new();
     let local = MemoryJar::new();

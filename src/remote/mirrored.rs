@@ -375,12 +375,18 @@ impl<B: RemoteBackend> MirroredJar<B> {
     /// and returns whether the local copy held it.
     pub fn remove_key(&self, key: &CookieKey) -> bool {
         let now_ms = unix_time_ms();
+        // Other processes match keys exactly, so publish the stored,
+        // lowercase spelling of the domain.
+        let key = CookieKey {
+            domain: key.domain.to_ascii_lowercase(),
+            ..key.clone()
+        };
         let mut sync = self.shared.lock_sync();
-        let removed = self.shared.jar.remove_key(key);
+        let removed = self.shared.jar.remove_key(&key);
         let wake = removed
             && self
                 .shared
-                .queue_local(&mut sync, CookieChange::Removed(key.clone()), now_ms);
+                .queue_local(&mut sync, CookieChange::Removed(key), now_ms);
         drop(sync);
         if wake {
             self.shared.wake.notify_one();
@@ -388,8 +394,8 @@ impl<B: RemoteBackend> MirroredJar<B> {
         removed
     }
 
-    /// Waits until every local change made so far is published, or until
-    /// `timeout` passes.
+    /// Waits until no local change is waiting to be published, or until
+    /// `timeout` passes. Changes made while it waits are waited for too.
     ///
     /// Changes to a cookie published less than the coalescing interval ago
     /// wait for that interval first.

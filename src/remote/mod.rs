@@ -224,8 +224,8 @@ pub use mirrored::{
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::{
-    DEFAULT_PREFIX, DEFAULT_SESSION_TTL, DEFAULT_TOMBSTONE_TTL, RedisBackend, RedisBackendBuilder,
-    RedisBackendError, RedisSubscription,
+    DEFAULT_PREFIX, DEFAULT_SESSION_TTL, DEFAULT_TOMBSTONE_TTL, MAX_TTL, RedisBackend,
+    RedisBackendBuilder, RedisBackendError, RedisSubscription,
 };
 
 /// A remote store that mirrored jars share: the place where processes

@@ -36,7 +36,9 @@ impl KeyLayout {
         );
         out.push_str(&self.prefix);
         out.push_str("cookie:");
-        escape_into(&mut out, key.domain.as_bytes());
+        // Domains compare without regard to case, so one cookie has one key
+        // whatever spelling a caller used.
+        escape_into(&mut out, key.domain.to_ascii_lowercase().as_bytes());
         out.push_str(if key.host_only { ":host:" } else { ":domain:" });
         escape_into(&mut out, &key.path);
         out.push(':');
@@ -311,6 +313,14 @@ mod tests {
         assert_eq!(shown, "app:sticky:cookie:api.example:host:/v1:AWSALB");
         let shown = layout.cookie_key(&key("example.com", false, b"/", b"id"));
         assert_eq!(shown, "app:sticky:cookie:example.com:domain:/:id");
+    }
+
+    #[test]
+    fn cookie_key_lowercases_domain() {
+        let layout = KeyLayout::new("p:".to_owned());
+        let upper = layout.cookie_key(&key("LB.Example", true, b"/", b"SRV"));
+        let lower = layout.cookie_key(&key("lb.example", true, b"/", b"SRV"));
+        assert_eq!(upper, lower);
     }
 
     #[test]

@@ -137,6 +137,10 @@ pub struct RedisBackendBuilder {
     ping_interval: Duration,
 }
 
+/// The longest TTL the builder accepts: 100 years. Redis rejects an expiry
+/// time whose milliseconds since the epoch overflow a signed 64-bit integer.
+pub const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+
 /// The error of a [`RedisBackend`] operation.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -145,6 +149,11 @@ pub enum RedisBackendError {
     /// invalid.
     #[error("Redis request failed: {0}")]
     Redis(#[from] RedisError),
+    /// The connection settings, such as the URL, are invalid.
+    #[error(
+        "invalid Redis connection settings: {0} (expected a URL such as redis://127.0.0.1:6379/)"
+    )]
+    InvalidSettings(RedisError),
     /// The pub/sub connection closed, so changes may have been missed.
     #[error("the Redis pub/sub connection closed")]
     SubscriptionClosed,
@@ -229,10 +238,15 @@ impl RedisBackendBuilder {
     ///
     /// # Panics
     ///
-    /// Panics if `ttl` is shorter than one millisecond.
+    /// Panics if `ttl` is shorter than one millisecond or longer than
+    /// [`MAX_TTL`] (Redis rejects expiry times past its range).
     #[track_caller]
     pub fn session_ttl(mut self, ttl: Duration) -> Self {
         assert!(ttl.as_millis() > 0, "session_ttl must be at least 1 ms");
+        assert!(
+            ttl <= MAX_TTL,
+            "session_ttl must be at most 100 years, got {ttl:?}"
+        );
         self.session_ttl = ttl;
         self
     }
@@ -241,10 +255,15 @@ impl RedisBackendBuilder {
     ///
     /// # Panics
     ///
-    /// Panics if `ttl` is shorter than one millisecond.
+    /// Panics if `ttl` is shorter than one millisecond or longer than
+    /// [`MAX_TTL`].
     #[track_caller]
     pub fn tombstone_ttl(mut self, ttl: Duration) -> Self {
         assert!(ttl.as_millis() > 0, "tombstone_ttl must be at least 1 ms");
+        assert!(
+            ttl <= MAX_TTL,
+            "tombstone_ttl must be at most 100 years, got {ttl:?}"
+        );
         self.tombstone_ttl = ttl;
         self
     }
@@ -279,15 +298,17 @@ impl RedisBackendBuilder {
     ///
     /// # Errors
     ///
-    /// Returns [`RedisBackendError::Redis`] when the connection settings are
-    /// invalid, such as a malformed URL.
+    /// Returns [`RedisBackendError::InvalidSettings`] when the connection
+    /// settings are invalid, such as a malformed URL.
     ///
     /// # Panics
     ///
     /// Panics when it is not called from within a Tokio runtime, which runs
     /// the connection manager's task.
     pub fn build(self) -> Result<RedisBackend, RedisBackendError> {
-        let info = self.connection?;
+        let info = self
+            .connection
+            .map_err(RedisBackendError::InvalidSettings)?;
         let subscriber_info = info.clone().set_redis_settings(
             info.redis_settings()
                 .clone()

@@ -257,7 +257,14 @@ impl<B> Shared<B> {
     /// Merges the full remote state after a load: applies what is newer
     /// than the local copy, and queues for publishing the local changes the
     /// store lacks or has in an older version.
-    pub(crate) fn merge_loaded(&self, entries: Vec<RemoteChange>, now_ms: i64) {
+    pub(crate) fn merge_loaded(&self, mut entries: Vec<RemoteChange>, now_ms: i64) {
+        // The jar orders cookies by when it first stored them, so apply the
+        // loaded cookies oldest first to keep the `Cookie` header order of
+        // the process that created them.
+        entries.sort_by_key(|entry| match &entry.change {
+            CookieChange::Stored(cookie) => (cookie.created_ms, entry.version),
+            _ => (i64::MIN, entry.version),
+        });
         let mut sync = self.lock_sync();
         let mut remote = HashMap::with_capacity(entries.len());
         for entry in entries {
