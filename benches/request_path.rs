@@ -9,7 +9,11 @@
 
 mod common;
 
-use std::{hint::black_box, sync::Arc, time::Duration};
+use std::{
+    hint::black_box,
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use bytes::Bytes;
 use criterion::{
@@ -162,5 +166,32 @@ fn capture_and_replay(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, floor, replay, capture_and_replay);
+/// The fixed costs that the replay path pays on every request, measured
+/// alone so that BENCHMARKS.md can set them against the floor: the wall
+/// clock read that checks expiry, the jar's lock, and the `Arc` clone that
+/// the response future keeps.
+fn primitives(c: &mut Criterion) {
+    let mut group = c.benchmark_group("primitives");
+    group
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(40);
+
+    group.bench_function("system_time_now", |b| {
+        b.iter(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|elapsed| elapsed.as_millis())
+        })
+    });
+    let mutex = Mutex::new(0u64);
+    group.bench_function("mutex_lock_unlock", |b| {
+        b.iter(|| *black_box(&mutex).lock().expect("not poisoned") += 1)
+    });
+    let jar = Arc::new(MemoryJar::new());
+    group.bench_function("arc_clone_drop", |b| b.iter(|| Arc::clone(black_box(&jar))));
+    group.finish();
+}
+
+criterion_group!(benches, floor, replay, capture_and_replay, primitives);
 criterion_main!(benches);
