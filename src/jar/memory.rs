@@ -1708,7 +1708,12 @@ mod tests {
     #[test]
     fn insert_rejects_unmatchable_domains() {
         let jar = MemoryJar::new();
-        for domain in ["example.com:8080", "*.example.com", "example.com.", "example..com"] {
+        for domain in [
+            "example.com:8080",
+            "*.example.com",
+            "example.com.",
+            "example..com",
+        ] {
             let result = jar.insert_at(Cookie::new("a", "1", domain), NOW);
             assert_eq!(result, Err(RejectReason::InvalidDomain), "{domain}");
         }
@@ -1742,7 +1747,10 @@ mod tests {
         assert_eq!(jar.len(), 300);
         assert_eq!(jar.stats().evicted, 300);
         // The 300 most recent hosts keep their cookie.
-        assert_eq!(header(&jar, &target("h599.test", "/", false), NOW).as_deref(), Some("a=1"));
+        assert_eq!(
+            header(&jar, &target("h599.test", "/", false), NOW).as_deref(),
+            Some("a=1")
+        );
         assert_eq!(header(&jar, &target("h299.test", "/", false), NOW), None);
     }
 
