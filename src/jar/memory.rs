@@ -266,6 +266,21 @@ impl MemoryJar {
         }
     }
 
+    /// Returns the maximum size of one cookie, in bytes of name plus value.
+    pub fn max_cookie_size(&self) -> usize {
+        self.config.max_cookie_size
+    }
+
+    /// Returns how many cookies one domain may hold.
+    pub fn max_cookies_per_domain(&self) -> usize {
+        self.config.max_cookies_per_domain
+    }
+
+    /// Returns how many cookies the jar may hold in all.
+    pub fn max_cookies(&self) -> usize {
+        self.config.max_cookies
+    }
+
     /// Returns a snapshot of the jar's counters.
     pub fn stats(&self) -> JarStats {
         let state = self.lock();
@@ -1752,6 +1767,18 @@ mod tests {
             Some("a=1")
         );
         assert_eq!(header(&jar, &target("h299.test", "/", false), NOW), None);
+    }
+
+    #[test]
+    fn limits_readable() {
+        let jar = MemoryJar::builder()
+            .max_cookie_size(100)
+            .max_cookies_per_domain(7)
+            .max_cookies(70)
+            .build();
+        assert_eq!(jar.max_cookie_size(), 100);
+        assert_eq!(jar.max_cookies_per_domain(), 7);
+        assert_eq!(jar.max_cookies(), 70);
     }
 
     #[test]

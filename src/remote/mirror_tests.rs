@@ -357,6 +357,22 @@ async fn full_pending_map_drops() {
 }
 
 #[tokio::test]
+async fn pending_bound_follows_jar_limit() {
+    let backend = TestBackend::new();
+    let jar = MirroredJar::builder(backend.clone())
+        .jar_builder(MemoryJar::builder().max_cookies(2))
+        .retry_delays(Duration::from_secs(10), Duration::from_secs(10))
+        .build()
+        .await;
+    backend.set_down(true);
+    store(&jar, "a=1; Path=/");
+    store(&jar, "b=2; Path=/");
+    store(&jar, "c=3; Path=/");
+    let stats = jar.stats();
+    assert_eq!(stats.dropped, 1, "{stats:?}");
+}
+
+#[tokio::test]
 async fn load_timeout_starts_empty() {
     let backend = TestBackend::new();
     let seed = quick_jar(&backend).await;

@@ -71,6 +71,8 @@ pub struct MirroredJar<B: RemoteBackend> {
 pub struct MirroredJarBuilder<B> {
     backend: B,
     jar: Option<MemoryJar>,
+    /// `None` follows the local jar's `max_cookies`.
+    max_pending: Option<usize>,
     config: Config,
 }
 
@@ -168,12 +170,9 @@ impl<B: RemoteBackend> MirroredJarBuilder<B> {
     /// Sets how many changes to distinct cookies may wait to be published.
     /// Past it, new changes are dropped, logged and counted in
     /// [`MirrorStats::dropped`], and the next resynchronisation publishes
-    /// the cookies the remote store lacks. Defaults to
-    /// [`DEFAULT_MAX_COOKIES`].
-    ///
-    /// NOTE: the default does not follow a `max_cookies` set on the local
-    /// jar, because a built `MemoryJar` does not expose its limits. Set both
-    /// to the same number.
+    /// the cookies the remote store lacks. Defaults to the local jar's
+    /// [`max_cookies`](MemoryJar::max_cookies), so every cookie the jar can
+    /// hold can wait at once.
     ///
     /// # Panics
     ///
@@ -181,7 +180,7 @@ impl<B: RemoteBackend> MirroredJarBuilder<B> {
     #[track_caller]
     pub fn max_pending(mut self, count: usize) -> Self {
         assert!(count > 0, "max_pending must be at least 1");
-        self.config.max_pending = count;
+        self.max_pending = Some(count);
         self
     }
 
@@ -229,7 +228,9 @@ impl<B: RemoteBackend> MirroredJarBuilder<B> {
         let origin = random_origin();
         let load_timeout = self.config.load_timeout;
         let jar = self.jar.unwrap_or_default();
-        let shared = Arc::new(Shared::new(jar, self.backend, self.config, origin));
+        let mut config = self.config;
+        config.max_pending = self.max_pending.unwrap_or_else(|| jar.max_cookies());
+        let shared = Arc::new(Shared::new(jar, self.backend, config, origin));
 
         let (stop, stop_receiver) = watch::channel(());
         let (loaded, mut loaded_receiver) = watch::channel(false);
@@ -271,9 +272,11 @@ impl<B: RemoteBackend> MirroredJar<B> {
         MirroredJarBuilder {
             backend,
             jar: None,
+            max_pending: None,
             config: Config {
                 load_timeout: DEFAULT_LOAD_TIMEOUT,
                 coalesce_interval: DEFAULT_COALESCE_INTERVAL,
+                // Replaced in `build` by `max_pending` or the jar's limit.
                 max_pending: DEFAULT_MAX_COOKIES,
                 retry_min_delay: DEFAULT_RETRY_MIN_DELAY,
                 retry_max_delay: DEFAULT_RETRY_MAX_DELAY,
@@ -471,6 +474,7 @@ impl<B> fmt::Debug for MirroredJarBuilder<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MirroredJarBuilder")
             .field("jar", &self.jar)
+            .field("max_pending", &self.max_pending)
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
