@@ -106,8 +106,8 @@
 //!
 //! The target of a request is its absolute URI, or else its `Host` header
 //! (then it counts as not secure). A request with neither passes through
-//! untouched and its response's cookies are not stored; a `tracing` event at
-//! debug level says so.
+//! untouched, and its response's cookies are not stored. A `tracing` event at
+//! debug level records that.
 //!
 //! Where RFC 6265 and today's browsers (RFC 6265bis) disagree, the crate
 //! follows RFC 6265 in the first four points below and browsers in the

@@ -184,7 +184,7 @@ mod tests {
     type Seen = Arc<std::sync::Mutex<Vec<Option<HeaderValue>>>>;
 
     /// An inner service that records each request's `Cookie` header and
-    /// answers with the given `Set-Cookie` lines.
+    /// responds with the given `Set-Cookie` lines.
     fn recording(
         set_cookie: &'static [&'static str],
     ) -> (

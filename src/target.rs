@@ -2,7 +2,7 @@
 
 use http::{Request, header::HOST};
 
-/// The destination of a request as cookie matching sees it: the host, the
+/// The destination of a request as cookie matching uses it: the host, the
 /// path and whether the connection is secure.
 ///
 /// The middleware builds one from each request with

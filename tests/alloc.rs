@@ -240,8 +240,8 @@ fn replay_into_empty_map_adds_map_growth() {
 
 #[test]
 fn capture_allocates_per_response() {
-    // Storing a new cookie value allocates; this checks that the counter
-    // sees the jar's allocations at all, so the equal counts above mean
+    // Storing a new cookie value allocates. This checks that the counter
+    // records the jar's allocations at all, so the equal counts above mean
     // something.
     let jar = MemoryJar::new();
     let uri = Uri::from_static(URI);

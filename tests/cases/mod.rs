@@ -160,7 +160,7 @@ pub async fn run_case<J>(case: &Case, jar: J) -> Vec<Mismatch>
 where
     J: CookieJar + Clone,
 {
-    // The inner service answers with the `Set-Cookie` lines queued in
+    // The inner service responds with the `Set-Cookie` lines queued in
     // `script` and records the `Cookie` header it received.
     let script: Script = Arc::default();
     let recorded: Recorded = Arc::default();
