@@ -136,10 +136,10 @@ impl CookieFilter {
         self.rule.accepts(name)
     }
 
-    /// AWS Application Load Balancer: `AWSALB` and `AWSALBCORS`
-    /// (duration-based stickiness), `AWSALBAPP` and `AWSALBAPP-*`
-    /// (application-based stickiness), `AWSALBTG` and `AWSALBTGCORS`
-    /// (target-group stickiness).
+    /// Keeps the cookies of AWS Application Load Balancer: `AWSALB` and
+    /// `AWSALBCORS` (duration-based stickiness), `AWSALBAPP` and
+    /// `AWSALBAPP-*` (application-based stickiness), `AWSALBTG` and
+    /// `AWSALBTGCORS` (target-group stickiness).
     ///
     /// Application-based stickiness also needs the application's own cookie:
     /// add it with [`CookieFilter::or`].
@@ -157,34 +157,35 @@ impl CookieFilter {
         }
     }
 
-    /// Classic AWS Elastic Load Balancer: `AWSELB` and `AWSELBCORS`.
+    /// Keeps the cookies of the classic AWS Elastic Load Balancer: `AWSELB`
+    /// and `AWSELBCORS`.
     pub fn aws_elb() -> Self {
         CookieFilter::allow(["AWSELB", "AWSELBCORS"])
     }
 
-    /// ingress-nginx's default affinity cookie, `INGRESSCOOKIE`.
+    /// Keeps ingress-nginx's default affinity cookie, `INGRESSCOOKIE`.
     pub fn ingress_nginx() -> Self {
         CookieFilter::allow(["INGRESSCOOKIE"])
     }
 
-    /// The cookie names HAProxy configurations use most: `SERVERID` and
+    /// Keeps the cookie names HAProxy configurations use most: `SERVERID` and
     /// `SRV`. HAProxy takes its cookie name from the `cookie` directive, so
     /// add other names with [`CookieFilter::or`].
     pub fn haproxy() -> Self {
         CookieFilter::allow(["SERVERID", "SRV"])
     }
 
-    /// The `route` cookie of nginx's sticky modules.
+    /// Keeps the `route` cookie of nginx's sticky modules.
     pub fn nginx_sticky() -> Self {
         CookieFilter::allow(["route"])
     }
 
-    /// DigitalOcean load balancers: `DO-LB`.
+    /// Keeps the cookie of DigitalOcean load balancers, `DO-LB`.
     pub fn digitalocean() -> Self {
         CookieFilter::allow(["DO-LB"])
     }
 
-    /// Traefik's default sticky cookie name: `_` followed by 5 hex digits.
+    /// Keeps Traefik's default sticky cookie: `_` followed by 5 hex digits.
     pub fn traefik() -> Self {
         CookieFilter {
             rule: Rule::Allow(Names {
@@ -194,7 +195,7 @@ impl CookieFilter {
         }
     }
 
-    /// Every load-balancer preset of this type together.
+    /// Keeps the cookies of every load-balancer preset of this type.
     pub fn load_balancers() -> Self {
         CookieFilter::aws_alb()
             .or(CookieFilter::aws_elb())

@@ -1078,30 +1078,20 @@ impl State {
         let Some(node) = self.nodes.get_mut(HostQuery::new(name)) else {
             return;
         };
-        let before = node.cookies.len();
-        let mut removed_domain_cookies = 0;
-        let mut removed_bytes = 0;
-        node.cookies.retain(|cookie| {
-            let keep = !cookie.is_expired(now_ms);
-            if !keep {
-                removed_bytes += cookie.size();
-                removed_domain_cookies += usize::from(!cookie.host_only);
-            }
-            keep
-        });
-        let removed = before - node.cookies.len();
-        if removed == 0 {
-            return;
-        }
-        self.version_counter += 1;
-        node.version = self.version_counter;
-        self.cookie_count -= removed;
-        self.domain_cookie_count -= removed_domain_cookies;
-        self.bytes_held -= removed_bytes;
-        if removed_domain_cookies > 0 {
+        let mut purged = Purged::default();
+        purged.purge(node, now_ms, &mut self.version_counter);
+        self.account_purged(&purged);
+    }
+
+    /// Updates the jar's counts after expired cookies were removed.
+    fn account_purged(&mut self, purged: &Purged) {
+        self.cookie_count -= purged.cookies;
+        self.domain_cookie_count -= purged.domain_cookies;
+        self.bytes_held -= purged.bytes;
+        if purged.domain_cookies > 0 {
             self.domain_generation += 1;
         }
-        self.counters.expired += removed as u64;
+        self.counters.expired += purged.cookies as u64;
     }
 
     /// Applies one `Set-Cookie` value (RFC 6265 section 5.3). Returns whether
@@ -1206,6 +1196,8 @@ impl State {
                 .iter()
                 .any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f || b == b';')
         };
+
+        // The checks the parser makes on a `Set-Cookie` header.
         if cookie.name.is_empty() {
             return Err(RejectReason::EmptyName);
         }
@@ -1226,6 +1218,8 @@ impl State {
         {
             return Err(RejectReason::InvalidPath);
         }
+
+        // The jar's own rules, as for a cookie from a server.
         if cookie.name.len() + cookie.value.len() > config.max_cookie_size {
             return Err(RejectReason::TooLarge);
         }
@@ -1235,6 +1229,7 @@ impl State {
         if !cookie.host_only && config.is_public_suffix(&cookie.domain) {
             return Err(RejectReason::PublicSuffix);
         }
+
         self.put(
             config,
             NewCookie {
@@ -1394,32 +1389,11 @@ impl State {
 
     /// Removes every expired cookie in one pass over the jar.
     fn purge_all_expired(&mut self, now_ms: i64) {
-        let mut removed = 0;
-        let mut removed_domain_cookies = 0;
-        let mut removed_bytes = 0;
+        let mut purged = Purged::default();
         for node in self.nodes.values_mut() {
-            let before = node.cookies.len();
-            node.cookies.retain(|cookie| {
-                let keep = !cookie.is_expired(now_ms);
-                if !keep {
-                    removed_bytes += cookie.size();
-                    removed_domain_cookies += usize::from(!cookie.host_only);
-                }
-                keep
-            });
-            if node.cookies.len() != before {
-                removed += before - node.cookies.len();
-                self.version_counter += 1;
-                node.version = self.version_counter;
-            }
+            purged.purge(node, now_ms, &mut self.version_counter);
         }
-        self.cookie_count -= removed;
-        self.domain_cookie_count -= removed_domain_cookies;
-        self.bytes_held -= removed_bytes;
-        if removed_domain_cookies > 0 {
-            self.domain_generation += 1;
-        }
-        self.counters.expired += removed as u64;
+        self.account_purged(&purged);
     }
 
     fn note_eviction(&mut self, cookie: &StoredCookie, domain: &str, why: &str) {
@@ -1464,6 +1438,36 @@ impl State {
                 reason = reason.as_str(),
                 "skipped Set-Cookie: {detail}"
             );
+        }
+    }
+}
+
+/// What a purge of expired cookies removed, to update the jar's counts.
+#[derive(Default)]
+struct Purged {
+    cookies: usize,
+    domain_cookies: usize,
+    bytes: usize,
+}
+
+impl Purged {
+    /// Removes the expired cookies of `node`, adding them to the totals, and
+    /// gives the node a new version if any went.
+    fn purge(&mut self, node: &mut Node, now_ms: i64, version_counter: &mut u64) {
+        let before = node.cookies.len();
+        node.cookies.retain(|cookie| {
+            let keep = !cookie.is_expired(now_ms);
+            if !keep {
+                self.bytes += cookie.size();
+                self.domain_cookies += usize::from(!cookie.host_only);
+            }
+            keep
+        });
+        let removed = before - node.cookies.len();
+        if removed > 0 {
+            self.cookies += removed;
+            *version_counter += 1;
+            node.version = *version_counter;
         }
     }
 }
