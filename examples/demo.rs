@@ -222,7 +222,7 @@ impl Backend {
 }
 
 /// Serves one request on the backend the balancer picked: the body names a
-/// tenant, and the response tells whether its data was cached.
+/// tenant, and the response reports whether its data was cached.
 async fn handle_record_request(
     caches: Arc<Vec<Backend>>,
     backend: usize,

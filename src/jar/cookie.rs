@@ -260,6 +260,16 @@ pub enum CookieChange {
     Removed(CookieKey),
 }
 
+/// Splits bytes into a string when they are UTF-8, or else a byte vector,
+/// for the JSON records that store names, values and paths losslessly.
+#[cfg(any(feature = "persist", feature = "redis"))]
+pub(crate) fn split_utf8(bytes: &[u8]) -> (Option<String>, Option<Vec<u8>>) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => (Some(text.to_owned()), None),
+        Err(_) => (None, Some(bytes.to_vec())),
+    }
+}
+
 pub(crate) fn system_time_to_ms(time: SystemTime) -> i64 {
     match time.duration_since(UNIX_EPOCH) {
         Ok(elapsed) => i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX),

@@ -1442,7 +1442,7 @@ impl State {
     }
 }
 
-/// What a purge of expired cookies removed, to update the jar's counts.
+/// Totals of a purge of expired cookies, to update the jar's counts.
 #[derive(Default)]
 struct Purged {
     cookies: usize,

@@ -22,6 +22,8 @@ pub mod persist;
 mod public_suffix;
 mod stats;
 
+#[cfg(feature = "redis")]
+pub(crate) use cookie::split_utf8;
 pub use cookie::{Cookie, CookieChange, CookieKey};
 pub use filter::CookieFilter;
 #[cfg(feature = "persist")]

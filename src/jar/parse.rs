@@ -184,7 +184,7 @@ pub(crate) fn parse_set_cookie(header: &[u8]) -> Result<ParsedSetCookie<'_>, Par
     Ok(cookie)
 }
 
-/// Longest attribute value the parser uses. RFC 6265bis section 5.6 has user
+/// Maximum length of an attribute value the parser uses. RFC 6265bis section 5.6 has user
 /// agents ignore a longer one, which keeps a hostile `Path` or `Domain` from
 /// growing the jar past its cookie size limit.
 pub(crate) const MAX_ATTRIBUTE_VALUE_LEN: usize = 1024;

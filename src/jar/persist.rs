@@ -356,15 +356,6 @@ struct Record {
     created_ms: i64,
 }
 
-/// Splits bytes into the string field when they are UTF-8, or else the
-/// byte-array field.
-fn split_text(bytes: &[u8]) -> (Option<String>, Option<Vec<u8>>) {
-    match std::str::from_utf8(bytes) {
-        Ok(text) => (Some(text.to_owned()), None),
-        Err(_) => (None, Some(bytes.to_vec())),
-    }
-}
-
 /// Joins the string field and the byte-array field of a record back into
 /// bytes. Exactly one of them must be present.
 fn join_text(
@@ -391,9 +382,9 @@ fn join_text(
 
 impl Record {
     fn from_cookie(cookie: &Cookie) -> Self {
-        let (name, name_bytes) = split_text(&cookie.name);
-        let (value, value_bytes) = split_text(&cookie.value);
-        let (path, path_bytes) = split_text(&cookie.path);
+        let (name, name_bytes) = super::cookie::split_utf8(&cookie.name);
+        let (value, value_bytes) = super::cookie::split_utf8(&cookie.value);
+        let (path, path_bytes) = super::cookie::split_utf8(&cookie.path);
         Record {
             name,
             name_bytes,

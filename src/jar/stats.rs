@@ -27,10 +27,10 @@ pub enum RejectReason {
     /// A name filter of the jar does not accept the cookie.
     Filtered,
     /// A cookie given to [`MemoryJar::insert`](crate::MemoryJar::insert) has
-    /// a domain that no request host can match: empty, not ASCII, with an
-    /// empty label (a leading or trailing dot, or `..`), or with a character
-    /// other than letters, digits, `-`, `_` and `.`, such as a port or a
-    /// wildcard.
+    /// a domain that no request host can match. Such a domain is empty, is
+    /// not ASCII, has an empty label (a leading or trailing dot, or `..`), or
+    /// contains a character other than letters, digits, `-`, `_` and `.`,
+    /// such as a port or a wildcard.
     InvalidDomain,
     /// A cookie given to [`MemoryJar::insert`](crate::MemoryJar::insert) has
     /// a path that does not start with `/` or is longer than 1024 bytes.
@@ -94,7 +94,7 @@ impl std::error::Error for RejectReason {}
 /// A snapshot of a jar's counters, from [`MemoryJar::stats`](crate::MemoryJar::stats).
 ///
 /// Every counter starts at zero when the jar is created and only grows,
-/// except `cookies` and `bytes`, which show what the jar holds now.
+/// except `cookies` and `bytes`, which show what the jar contains now.
 #[derive(Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct JarStats {

@@ -144,15 +144,6 @@ fn is_false(value: &bool) -> bool {
     !*value
 }
 
-/// Splits bytes into the string field when they are UTF-8, or the bytes
-/// field otherwise.
-fn split_bytes(bytes: &[u8]) -> (Option<String>, Option<Vec<u8>>) {
-    match std::str::from_utf8(bytes) {
-        Ok(text) => (Some(text.to_owned()), None),
-        Err(_) => (None, Some(bytes.to_vec())),
-    }
-}
-
 /// Encodes a change as its JSON record. With `as_deletion`, a stored cookie
 /// is encoded as the deletion of its key, for a cookie that expired before
 /// it was published.
@@ -163,8 +154,8 @@ pub(crate) fn encode(change: &RemoteChange, as_deletion: bool) -> serde_json::Re
         origin: format!("{:016x}", change.version.origin()),
     };
     let key = change.key();
-    let (path, path_bytes) = split_bytes(&key.path);
-    let (name, name_bytes) = split_bytes(&key.name);
+    let (path, path_bytes) = crate::jar::split_utf8(&key.path);
+    let (name, name_bytes) = crate::jar::split_utf8(&key.name);
     let mut record = Record {
         version,
         domain: key.domain,
@@ -182,7 +173,7 @@ pub(crate) fn encode(change: &RemoteChange, as_deletion: bool) -> serde_json::Re
         created_ms: None,
     };
     if let (CookieChange::Stored(cookie), false) = (&change.change, as_deletion) {
-        let (value, value_bytes) = split_bytes(&cookie.value);
+        let (value, value_bytes) = crate::jar::split_utf8(&cookie.value);
         record.deleted = false;
         record.value = value;
         record.value_bytes = value_bytes;

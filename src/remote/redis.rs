@@ -109,7 +109,7 @@ return 1
 ///
 /// One Lua script stores the record and publishes it, atomically, and only
 /// when the key has no newer version. Every process, and every process
-/// that loads later, therefore sees the same last write.
+/// that loads later, therefore ends with the same last write.
 ///
 /// Loading reads the keys with `SCAN` and `MGET`. `SCAN` walks the whole
 /// database, so a database with many other keys makes loads slower.
